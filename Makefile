@@ -1,0 +1,33 @@
+# One entry point. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.dalv-installed
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes; a second `make setup` is a no-op.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[all]"
+	$(PY) -m pip install -q --no-deps auto-lirpa==0.3
+	$(PY) -m ipykernel install --user --name dalv --display-name "Python (dalv)" >/dev/null
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m dalv reproduce --preset demo
+
+test: setup
+	$(PY) -m pytest -q --nbval-lax --durations=10 tests notebooks
+
+test-fast: setup
+	$(PY) -m pytest -q -x tests
+
+bench: setup
+	$(PY) benchmarks/bench_cycle.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
