@@ -45,7 +45,7 @@ from dalv.methods import Method, method_from_dict, method_to_dict
 from dalv.models import build, resolve_device
 from dalv.train import evaluate, fit
 
-__all__ = ["run", "run_grid", "rng_for", "torch_seed", "RunSpec", "CheckpointError",
+__all__ = ["run", "run_grid", "rng_for", "torch_seed", "cycle_rng", "fit_seed", "RunSpec", "CheckpointError",
            "load_checkpoint", "initial_state"]
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,16 @@ def rng_for(seed: int, purpose: int, cycle: int = 0) -> np.random.Generator:
 def torch_seed(seed: int, purpose: int, cycle: int = 0) -> int:
     """An independent torch seed for (seed, purpose, cycle)."""
     return int(np.random.SeedSequence([seed, purpose, cycle]).generate_state(1)[0])
+
+
+def cycle_rng(seed: int, cycle: int) -> np.random.Generator:
+    """The generator cycle ``cycle`` of seed ``seed`` hands to its strategy and augmenter."""
+    return rng_for(seed, _CYCLE, cycle)
+
+
+def fit_seed(seed: int, cycle: int) -> int:
+    """The torch seed of cycle ``cycle``'s training run."""
+    return torch_seed(seed, _FIT, cycle)
 
 
 @dataclass(frozen=True)
@@ -133,14 +143,43 @@ def load_checkpoint(path: Path) -> dict:
 
 # ------------------------------------------------------------------ the loop
 
-def initial_state(data: Dataset, cfg: ExperimentConfig, seed: int,
-                  device: torch.device) -> tuple[np.ndarray, nn.Module]:
-    """The seed's initial labelled set and θ_init (shared by every method of the seed)."""
+def with_candidates(strategy, n: int | None):
+    """``strategy`` with every ``candidates`` field (nested ones too) set to ``n``.
+
+    The experiment's ``candidates`` is the one setting of the candidate-pool size in a run;
+    a strategy's own field only matters when it is used on its own.
+    """
+    import dataclasses
+
+    if not dataclasses.is_dataclass(strategy):
+        return strategy
+    changes = {}
+    for f in dataclasses.fields(strategy):
+        v = getattr(strategy, f.name)
+        if f.name == "candidates":
+            changes[f.name] = n
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            changes[f.name] = with_candidates(v, n)
+        elif isinstance(v, tuple) and any(dataclasses.is_dataclass(e) for e in v):
+            changes[f.name] = tuple(with_candidates(e, n) if dataclasses.is_dataclass(e)
+                                    else (tuple(with_candidates(i, n) for i in e)
+                                          if isinstance(e, tuple) else e) for e in v)
+    return dataclasses.replace(strategy, **changes) if changes else strategy
+
+
+def _check_size(data: Dataset, cfg: ExperimentConfig) -> None:
     n = len(data.x_train)
     if cfg.n_labels_needed > n:
         raise ValueError(f"the experiment needs {cfg.n_labels_needed} labels "
                          f"({cfg.n_initial} initial + {cfg.n_cycles} cycles × {cfg.budget}) but "
                          f"{data.name} has {n} training rows; lower --cycles or --budget")
+
+
+def initial_state(data: Dataset, cfg: ExperimentConfig, seed: int,
+                  device: torch.device) -> tuple[np.ndarray, nn.Module]:
+    """The seed's initial labelled set and θ_init (shared by every method of the seed)."""
+    _check_size(data, cfg)
+    n = len(data.x_train)
     init_idx = np.sort(rng_for(seed, _INIT_SET).choice(n, size=cfg.n_initial, replace=False))
     model = build(cfg.model, data.input_shape, data.n_classes,
                   seed=torch_seed(seed, _INIT_MODEL)).to(device)
@@ -181,6 +220,7 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
     """
     if cfg.dataset != data.name:
         raise ValueError(f"config is for dataset {cfg.dataset!r} but got {data.name!r}")
+    _check_size(data, cfg)
     device = resolve_device(cfg.device)
     spec = RunSpec(method, cfg, seed)
     out = Path(out_dir) if out_dir is not None else None
@@ -222,12 +262,13 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
     if start and start < cfg.n_cycles:
         log.info("resuming %s seed %d at cycle %d", method.name, seed, start)
 
+    strategy = with_candidates(method.strategy, cfg.candidates)
     bar = _progress(range(start, cfg.n_cycles), progress, f"{method.name} · seed {seed}",
                     cfg.n_cycles, start)
     for t in bar:
-        rng = rng_for(seed, _CYCLE, t)
+        rng = cycle_rng(seed, t)
         t0 = time.perf_counter()
-        sel = method.strategy.select(model, pool, cfg.budget, rng=rng)
+        sel = strategy.select(model, pool, cfg.budget, rng=rng)
         t1 = time.perf_counter()
         y_sel = pool.label(sel.idx, round=t + 1)
         idx_t = torch.from_numpy(sel.idx)
@@ -246,7 +287,7 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
         ti = torch.from_numpy(train_idx)
         x_fit = torch.cat([pool.x[ti], bank.x])
         y_fit = torch.cat([pool.y[ti], bank.y])
-        fit(model, x_fit, y_fit, cfg.train, seed=torch_seed(seed, _FIT, t))
+        fit(model, x_fit, y_fit, cfg.train, seed=fit_seed(seed, t))
         t3 = time.perf_counter()
         acc = evaluate(model, x_test, y_test)
         t4 = time.perf_counter()

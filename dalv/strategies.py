@@ -147,7 +147,7 @@ class Entropy(ScoreStrategy):
 
     def score(self, model, x):
         p = _probs(model, x)
-        return (-(p * torch.log(p.clamp_min(1e-300))).sum(1)).cpu().numpy(), {}
+        return torch.special.entr(p).sum(1).cpu().numpy(), {}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,177 @@
+"""Report pieces (tables, claims, figures, environment) and HTML rendering via notebook 05.
+
+Owns ``comparison``, ``claims``, ``save_figures``, ``environment``, ``render_report``. May
+import pandas, matplotlib, ``dalv.metrics``, ``dalv.paper``, ``dalv.plots``; papermill and
+nbconvert only inside ``render_report``.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dalv.metrics import paired_wins, per_seed, summarize
+from dalv.paper import FIGURE_METHODS, paper_table
+
+__all__ = ["comparison", "claims", "save_figures", "environment", "render_report",
+           "CLAIMS", "timings"]
+
+CLAIMS = [
+    # (A, B, what the paper reports on MNIST/F-MNIST/CIFAR-10, spec §8)
+    ("DFAL+FV-Adv(10)", "DFAL+FGSM-Adv(10)", "FV-Adv beats FGSM-Adv for DFAL"),
+    ("BADGE+FV-Adv(10)", "BADGE+FGSM-Adv(10)", "FV-Adv beats FGSM-Adv for BADGE"),
+    ("Random+FV-Adv(10)", "Random+FGSM-Adv(10)", "FV-Adv beats FGSM-Adv for Random"),
+    ("FVAAL", "FVAAL+FGSM-Adv(10)", "FV-Adv beats FGSM-Adv for FVAAL"),
+    ("FVAAL", "FVAAL-No-Adv", "FV-Adv improves FVAAL"),
+    ("FVAAL", "DFAL", "FVAAL beats DFAL"),
+    ("FVAAL-No-Adv", "DFAL-No-Adv", "FVAAL-No-Adv is on par with DFAL-No-Adv"),
+    ("FVAAL-No-Adv", "BADGE", "FVAAL-No-Adv beats BADGE"),
+    ("FVAAL-No-Adv", "Random", "FVAAL-No-Adv beats Random"),
+    ("BADGE", "Random", "BADGE beats Random"),
+]
+
+
+def comparison(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
+    """Our AUBC / final accuracy (mean ± std over seeds) beside the paper's 5-seed values."""
+    ours = summarize(table)
+    dataset = dataset or str(table["dataset"].iloc[0])
+    try:
+        paper = summarize(paper_table(dataset)).set_index("method")
+    except ValueError:
+        paper = pd.DataFrame()
+    out = ours.rename(columns={"aubc_mean": "AUBC", "aubc_std": "AUBC std",
+                               "final_mean": "final", "final_std": "final std"})
+    if len(paper):
+        out["paper AUBC"] = out["method"].map(paper["aubc_mean"])
+        out["paper final"] = out["method"].map(paper["final_mean"])
+        out["Δ AUBC"] = out["AUBC"] - out["paper AUBC"]
+    return out
+
+
+def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
+    """Each paper comparison whose two methods we ran: our mean Δ AUBC and seed wins, and the
+    paper's (5 seeds, from its per-seed files when it has both methods there)."""
+    dataset = dataset or str(table["dataset"].iloc[0])
+    have = set(table["method"])
+    try:
+        ps_paper = paper_table(dataset, per_seed=True)
+        avg_paper = summarize(paper_table(dataset)).set_index("method")["aubc_mean"]
+    except ValueError:
+        ps_paper, avg_paper = None, pd.Series(dtype=float)
+    rows = []
+    for a, b, text in CLAIMS:
+        if a not in have or b not in have:
+            continue
+        w = paired_wins(table, a, b)
+        row = {"claim": text, "A": a, "B": b, "our Δ AUBC (A−B)": w["mean_delta"],
+               "our seed wins": f"{w['wins']}/{w['seeds']}"}
+        if ps_paper is not None and {a, b} <= set(ps_paper["method"]):
+            pw = paired_wins(ps_paper, a, b)
+            row["paper Δ AUBC"] = pw["mean_delta"]
+            row["paper seed wins"] = f"{pw['wins']}/{pw['seeds']}"
+        elif a in avg_paper and b in avg_paper:
+            row["paper Δ AUBC"] = avg_paper[a] - avg_paper[b]
+            row["paper seed wins"] = "n/a (averages only)"
+        on_par = "on par" in text
+        ours_says = (abs(w["mean_delta"]) < 0.005) if on_par else (w["mean_delta"] > 0)
+        row["we agree"] = "yes" if ours_says else "no"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def timings(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean seconds per cycle for each phase, per method."""
+    cols = [c for c in ("query_s", "augment_s", "train_s", "eval_s") if c in table]
+    t = table.groupby("method", sort=False)[cols].mean()
+    t["total_s"] = t.sum(1)
+    return t.reset_index()
+
+
+def save_figures(table: pd.DataFrame, fig_dir: Path, dataset: str | None = None) -> list[Path]:
+    """The paper's two figures (with / without augmentation) for the methods we ran, plus a
+    figure of everything; our curves solid with ±1 std bands, the paper's dashed."""
+    import matplotlib.pyplot as plt
+
+    from dalv.plots import learning_curves
+
+    fig_dir = Path(fig_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    dataset = dataset or str(table["dataset"].iloc[0])
+    try:
+        paper = paper_table(dataset)
+    except ValueError:
+        paper = None
+    have = list(summarize(table)["method"])
+    groups = {"all": have}
+    for name, ms in FIGURE_METHODS.items():
+        sel = [m for m in ms if m in have]
+        if sel and len(sel) < len(have):
+            groups[name] = sel
+    paths = []
+    for name, ms in groups.items():
+        fig, ax = plt.subplots(figsize=(7.5, 4.8))
+        pp = paper[paper["method"].isin(ms)] if paper is not None else None
+        learning_curves(table, x="cycle", methods=ms, paper=pp, ax=ax,
+                        title=f"{dataset}: {name.replace('_', ' ')}")
+        path = fig_dir / f"curves_{name}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def environment() -> dict[str, str]:
+    """Versions and device, for the report's last section."""
+    import torch
+
+    import dalv
+
+    env = {"dalv": dalv.__version__, "python": platform.python_version(),
+           "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
+           "platform": platform.platform(), "cpu threads": str(torch.get_num_threads()),
+           "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
+    for mod in ("auto_LiRPA", "maraboupy"):
+        try:
+            from importlib.metadata import version
+            env[mod] = version({"auto_LiRPA": "auto-LiRPA"}.get(mod, mod))
+        except Exception:
+            env[mod] = "not installed"
+    return env
+
+
+def notebook_path(name: str = "05_reproduce.ipynb") -> Path:
+    """The repository's notebook (dalv is installed editable from a clone)."""
+    here = Path(__file__).resolve().parent.parent / "notebooks" / name
+    if not here.exists():
+        raise FileNotFoundError(f"{here} not found: reports are rendered from a clone of the "
+                                f"dalv repository (pip install -e .)")
+    return here
+
+
+def render_report(report_dir: Path, title: str = "dalv report", timeout: int = 600) -> Path:
+    """Execute notebook 05 on ``report_dir`` with papermill and write ``index.html``
+    (inputs hidden) and ``figures/``. The executed notebook is kept as ``report.ipynb``."""
+    import nbformat
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
+    report_dir = Path(report_dir).resolve()
+    executed = report_dir / "report.ipynb"
+    pm.execute_notebook(str(notebook_path()), str(executed),
+                        parameters={"REPORT_DIR": str(report_dir), "TITLE": title},
+                        cwd=str(report_dir), progress_bar=False, kernel_name="python3",
+                        execution_timeout=timeout)
+    nb = nbformat.read(executed, as_version=4)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    html, _ = exporter.from_notebook_node(nb)
+    (report_dir / "index.html").write_text(html)
+    return report_dir / "index.html"
+
+
+def per_seed_table(table: pd.DataFrame) -> pd.DataFrame:
+    """AUBC and final accuracy of every (method, seed)."""
+    return per_seed(table)

@@ -1,0 +1,246 @@
+"""Preset grids: run every (dataset, method, seed) cell, then render a report.
+
+Owns ``PRESETS``, ``Preset``, ``cells``, ``run_cell``, ``run_cells`` (local process pool or
+Slurm through submitit) and ``reproduce``. May import every dalv module; papermill,
+nbconvert and submitit only inside the functions that need them.
+
+A cell is one ``dalv.loop.run`` in its own folder (``runs/<preset>/<method>/seed_<s>``);
+finished cycles and cells are skipped, so a killed grid resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from dalv.config import ExperimentConfig, ModelConfig, TrainConfig, to_dict
+from dalv.loop import write_csv, write_json
+
+__all__ = ["Preset", "PRESETS", "Cell", "cells", "run_cell", "run_cells", "reproduce",
+           "collect"]
+
+log = logging.getLogger(__name__)
+
+FIGURE_METHODS = ["FVAAL", "DFAL", "DFAL+FV-Adv(10)", "DFAL+FGSM-Adv(10)", "BADGE+FV-Adv(10)",
+                  "BADGE+FGSM-Adv(10)", "Random+FV-Adv(10)", "Random+FGSM-Adv(10)",
+                  "FVAAL-No-Adv", "DFAL-No-Adv", "BADGE", "Random"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named grid: one experiment config, methods and seeds.
+
+    Args:
+        config: the experiment (dataset, cycles, budget, protocol, model, training).
+        methods: registry names (exact keys of ``dalv.methods.registry``).
+        seeds: default seeds (``--seeds`` overrides).
+        k: adversarial examples per queried point.
+        verifier: backend of the FV-Adv methods (``lirpa`` or ``marabou``).
+        description: one line for ``--help`` and the report.
+    """
+
+    config: ExperimentConfig
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    k: int = 10
+    verifier: str = "lirpa"
+    description: str = ""
+
+
+_SMOKE_CFG = ExperimentConfig(dataset="digits", n_initial=20, budget=10, n_cycles=3,
+                              candidates=300, train=TrainConfig(epochs=3))
+_MNIST5K = ExperimentConfig(dataset="mnist5k")
+_PAPER = {"mnist": ExperimentConfig(dataset="mnist"),
+          "fashion-mnist": ExperimentConfig(dataset="fashion_mnist"),
+          # CIFAR-10: n = n_init = 1000 per cycle (spec §11.2)
+          "cifar10": ExperimentConfig(dataset="cifar10", n_initial=1000, budget=1000)}
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(_SMOKE_CFG, ("Random", "BADGE", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(3)"),
+                    k=3, description="seconds: digits, 3 cycles, 4 methods, one seed"),
+    "baselines": Preset(_MNIST5K, ("Random", "Entropy", "BADGE", "Core-set"), (0, 1, 2),
+                        description="mnist5k, the baseline strategies, 3 seeds × 20 cycles"),
+    "demo": Preset(_MNIST5K, ("Random", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(10)", "FVAAL"),
+                   description="mnist5k, one seed: Random and FVAAL without, with FGSM and "
+                               "with FV augmentation"),
+    "mnist5k": Preset(_MNIST5K, tuple(FIGURE_METHODS), (0, 1, 2),
+                      description="mnist5k, the twelve methods of the paper's figures, 3 seeds"),
+    **{f"paper-{k}": Preset(cfg, tuple(FIGURE_METHODS), (0, 1, 2, 3, 4),
+                            description=f"the full paper protocol on {cfg.dataset} (5 seeds)")
+       for k, cfg in _PAPER.items()},
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (method, seed) run of a preset."""
+
+    preset: str
+    method: str
+    seed: int
+    config: ExperimentConfig
+    k: int
+    verifier: str
+    out_dir: str
+    data_root: str | None = None
+    threads: int = 0
+
+
+def _method(name: str, k: int, verifier: str):
+    from dalv.cli import _resolve_methods
+    from dalv.methods import registry
+
+    reg = registry(k)
+    if name in reg:
+        m = reg[name]
+    else:
+        m = _resolve_methods([name], k)[0]
+    set_backend = getattr(m.augmenter, "with_backend", None)
+    if set_backend is not None:
+        m = replace(m, augmenter=set_backend(verifier))
+    return m
+
+
+def cells(preset: str, *, seeds: Sequence[int] | None, runs: Path, data_root: str | None,
+          device: str = "auto", threads: int = 0) -> list[Cell]:
+    """Every cell of a preset (validated: unknown presets and methods raise ValueError)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    cfg = replace(p.config, device=device)
+    out = []
+    for name in p.methods:
+        m = _method(name, p.k, p.verifier)  # fails early on unknown methods
+        for s in (seeds if seeds is not None else p.seeds):
+            out.append(Cell(preset, name, int(s), cfg, p.k, p.verifier,
+                            str(runs / m.slug / f"seed_{s}"), data_root, threads))
+    return out
+
+
+def run_cell(cell: Cell) -> str:
+    """Run one cell in this process (resuming if it has started); returns its folder."""
+    import torch
+
+    from dalv.data import load
+    from dalv.loop import run
+
+    if cell.threads:
+        torch.set_num_threads(cell.threads)
+    data = load(cell.config.dataset, cell.data_root)
+    run(_method(cell.method, cell.k, cell.verifier), data, cell.config, seed=cell.seed,
+        out_dir=cell.out_dir, progress=False)
+    return cell.out_dir
+
+
+def _finished(cell: Cell) -> bool:
+    path = Path(cell.out_dir) / "results.csv"
+    if not path.exists():
+        return False
+    try:
+        return len(pd.read_csv(path)) >= cell.config.n_cycles
+    except Exception:
+        return False
+
+
+def run_cells(todo: Sequence[Cell], *, jobs: int = 1, executor: str = "local",
+              log_dir: Path | None = None, progress: bool = True) -> None:
+    """Run cells not yet finished: in a local process pool, or as a Slurm job array."""
+    todo = [c for c in todo if not _finished(c)]
+    if not todo:
+        return
+    if executor == "slurm":
+        _run_submitit(todo, log_dir or Path("runs") / "slurm-logs", cluster="slurm")
+        return
+    if executor == "submitit-local":
+        _run_submitit(todo, log_dir or Path("runs") / "submitit-logs", cluster="local")
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
+    if jobs <= 1:
+        for c in todo:
+            run_cell(c)
+            bar.update()
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(run_cell, replace(c, threads=c.threads or threads)): c
+                    for c in todo}
+            for f in as_completed(futs):
+                f.result()
+                bar.update()
+    bar.close()
+
+
+def _run_submitit(todo: Sequence[Cell], log_dir: Path, cluster: str, retries: int = 2) -> None:
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=str(log_dir), cluster=cluster)
+    ex.update_parameters(timeout_min=24 * 60, cpus_per_task=4, mem_gb=8,
+                         name="dalv", slurm_array_parallelism=64)
+    pending = list(todo)
+    for attempt in range(retries + 1):
+        jobs = ex.map_array(run_cell, pending)
+        failed = []
+        for job, c in zip(jobs, pending):
+            try:
+                job.result()
+            except Exception as e:  # resubmit: the cell resumes from its checkpoints
+                log.warning("cell %s seed %d failed (%s); log: %s", c.method, c.seed, e,
+                            job.paths.stderr)
+                failed.append(c)
+        if not failed:
+            return
+        pending = failed
+    raise RuntimeError(f"{len(pending)} cells still fail after {retries} resubmissions; "
+                       f"see the logs in {log_dir}")
+
+
+def collect(todo: Sequence[Cell]) -> pd.DataFrame:
+    """Concatenate the results tables of the cells."""
+    frames = [pd.read_csv(Path(c.out_dir) / "results.csv") for c in todo
+              if (Path(c.out_dir) / "results.csv").exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | None = None,
+              runs: str | None = None, jobs: int = 1, executor: str = "local",
+              data_root: str | None = None, device: str = "auto",
+              render: bool = True) -> Path:
+    """Run (or resume) a preset's grid and render ``reports/<preset>/``.
+
+    Writes ``results.csv``, ``config.json``, ``figures/*.png`` and ``index.html`` (the
+    executed notebook 05, inputs hidden). Returns the report folder.
+    """
+    runs_dir = Path(runs) if runs else Path("runs") / preset
+    out_dir = Path(out) if out else Path("reports") / preset
+    todo = cells(preset, seeds=seeds, runs=runs_dir, data_root=data_root, device=device)
+    if PRESETS[preset].config.dataset not in ("digits", "mnist5k"):
+        from dalv.data import load
+        load(PRESETS[preset].config.dataset, data_root)  # fail early, saying how to download
+    t0 = time.perf_counter()
+    run_cells(todo, jobs=jobs, executor=executor, log_dir=runs_dir / "logs")
+    grid_s = time.perf_counter() - t0
+    table = collect(todo)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(table, out_dir / "results.csv")
+    p = PRESETS[preset]
+    write_json({"preset": preset, "description": p.description, "methods": list(p.methods),
+                "seeds": sorted({c.seed for c in todo}), "k": p.k, "verifier": p.verifier,
+                "experiment": to_dict(todo[0].config), "executor": executor, "jobs": jobs},
+               out_dir / "config.json")
+    log.info("grid done in %.0f s; rendering %s", grid_s, out_dir)
+    if render:
+        from dalv.report import render_report
+        render_report(out_dir, title=f"dalv · {preset}")
+    return out_dir
