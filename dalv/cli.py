@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=_seeds, default=None)
     rep.add_argument("--out", default=None, help="report folder (default reports/<preset>)")
     rep.add_argument("--runs", default=None, help="run folder (default runs/<preset>)")
-    rep.add_argument("--jobs", type=int, default=1)
+    rep.add_argument("--jobs", type=int, default=None,
+                     help="cells run in parallel (default: one per CPU core, one thread each)")
     rep.add_argument("--executor", choices=["local", "slurm"], default="local")
     rep.add_argument("--data-root", default=None)
     rep.add_argument("--device", default="auto")

@@ -44,6 +44,9 @@ def learning_curves(table: pd.DataFrame, *, x: str = "n_labeled", metric: str = 
             ax.plot(g[x], g[metric], ls="--", lw=1, color=palette.get(m, "grey"),
                     label=f"{m} (paper)")
         ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("labelled examples" if x == "n_labeled" else "cycle")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)

@@ -153,18 +153,21 @@ def notebook_path(name: str = "05_reproduce.ipynb") -> Path:
 
 def render_report(report_dir: Path, title: str = "dalv report", timeout: int = 600) -> Path:
     """Execute notebook 05 on ``report_dir`` with papermill and write ``index.html``
-    (inputs hidden) and ``figures/``. The executed notebook is kept as ``report.ipynb``."""
+    (inputs hidden) and ``figures/``."""
+    import tempfile
+
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
 
     report_dir = Path(report_dir).resolve()
-    executed = report_dir / "report.ipynb"
-    pm.execute_notebook(str(notebook_path()), str(executed),
-                        parameters={"REPORT_DIR": str(report_dir), "TITLE": title},
-                        cwd=str(report_dir), progress_bar=False, kernel_name="python3",
-                        execution_timeout=timeout)
-    nb = nbformat.read(executed, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        executed = Path(tmp) / "report.ipynb"
+        pm.execute_notebook(str(notebook_path()), str(executed),
+                            parameters={"REPORT_DIR": str(report_dir), "TITLE": title},
+                            cwd=str(report_dir), progress_bar=False, kernel_name="python3",
+                            execution_timeout=timeout)
+        nb = nbformat.read(executed, as_version=4)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     html, _ = exporter.from_notebook_node(nb)

@@ -167,7 +167,7 @@ def run_cells(todo: Sequence[Cell], *, jobs: int = 1, executor: str = "local",
     bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
     if jobs <= 1:
         for c in todo:
-            run_cell(c)
+            run_cell(replace(c, threads=c.threads or (os.cpu_count() or 1)))
             bar.update()
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -214,7 +214,7 @@ def collect(todo: Sequence[Cell]) -> pd.DataFrame:
 
 
 def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | None = None,
-              runs: str | None = None, jobs: int = 1, executor: str = "local",
+              runs: str | None = None, jobs: int | None = None, executor: str = "local",
               data_root: str | None = None, device: str = "auto",
               render: bool = True) -> Path:
     """Run (or resume) a preset's grid and render ``reports/<preset>/``.
@@ -228,6 +228,8 @@ def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | Non
     if PRESETS[preset].config.dataset not in ("digits", "mnist5k"):
         from dalv.data import load
         load(PRESETS[preset].config.dataset, data_root)  # fail early, saying how to download
+    # Small MLPs train fastest single-threaded; several cells side by side use the cores.
+    jobs = jobs or max(1, os.cpu_count() or 1)
     t0 = time.perf_counter()
     run_cells(todo, jobs=jobs, executor=executor, log_dir=runs_dir / "logs")
     grid_s = time.perf_counter() - t0
