@@ -100,10 +100,33 @@ def _load_extensions() -> None:
 
     for mod in ("dalv.adversarial", "dalv.verify.augment"):
         try:
-            importlib.import_module(mod)
+            module = importlib.import_module(mod)
         except ModuleNotFoundError as e:
             if e.name != mod:
                 raise
+        else:
+            _register_extension(module)
+
+
+_EXTENSIONS: set[str] = set()
+
+
+def _register_extension(module: Any) -> None:
+    """Register, once, what an extension module below this one in the layering offers.
+
+    Such a module cannot import ``dalv.methods``, so it exposes plain hooks instead:
+    ``SERIALISABLE`` (dataclasses for ``register_type``) and ``paper_compositions(k) ->
+    {paper name: (strategy, augmenter)}`` (added to the registry under those names).
+    """
+    if module.__name__ in _EXTENSIONS:
+        return
+    _EXTENSIONS.add(module.__name__)
+    for cls in getattr(module, "SERIALISABLE", ()):
+        register_type(cls)
+    compose = getattr(module, "paper_compositions", None)
+    if compose is not None:
+        add_provider(lambda k: {name: Method(strategy, augmenter, label=name)
+                                for name, (strategy, augmenter) in compose(k).items()})
 
 
 # ------------------------------------------------------------------ (de)serialisation
@@ -146,6 +169,7 @@ def _decode(obj: Any) -> Any:
 
 def method_to_dict(method: Method) -> dict[str, Any]:
     """JSON-ready fields of a method: ``{"label", "strategy": {...}, "augmenter": {...}}``."""
+    _load_extensions()
     return {"label": method.label, "strategy": _encode(method.strategy),
             "augmenter": _encode(method.augmenter)}
 

@@ -55,8 +55,8 @@ class Preset:
     description: str = ""
 
 
-_SMOKE_CFG = ExperimentConfig(dataset="digits", n_initial=20, budget=10, n_cycles=3,
-                              candidates=300, train=TrainConfig(epochs=3))
+_SMOKE_CFG = ExperimentConfig(dataset="digits", n_initial=30, budget=20, n_cycles=3,
+                              candidates=300)
 _MNIST5K = ExperimentConfig(dataset="mnist5k")
 _PAPER = {"mnist": ExperimentConfig(dataset="mnist"),
           "fashion-mnist": ExperimentConfig(dataset="fashion_mnist"),
@@ -68,6 +68,11 @@ PRESETS: dict[str, Preset] = {
                     k=3, description="seconds: digits, 3 cycles, 4 methods, one seed"),
     "baselines": Preset(_MNIST5K, ("Random", "Entropy", "BADGE", "Core-set"), (0, 1, 2),
                         description="mnist5k, the baseline strategies, 3 seeds × 20 cycles"),
+    "gradient": Preset(_MNIST5K, ("Random", "FVAAL-No-Adv", "DFAL-No-Adv", "DFAL",
+                                  "FVAAL+FGSM-Adv(10)", "DFAL+FGSM-Adv(10)",
+                                  "Random+FGSM-Adv(10)"), (0, 1, 2),
+                       description="mnist5k, the gradient-attack methods (no verifier), "
+                                   "3 seeds × 20 cycles"),
     "demo": Preset(_MNIST5K, ("Random", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(10)", "FVAAL"),
                    description="mnist5k, one seed: Random and FVAAL without, with FGSM and "
                                "with FV augmentation"),
@@ -224,10 +229,12 @@ def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | Non
     """
     runs_dir = Path(runs) if runs else Path("runs") / preset
     out_dir = Path(out) if out else Path("reports") / preset
-    todo = cells(preset, seeds=seeds, runs=runs_dir, data_root=data_root, device=device)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if PRESETS[preset].config.dataset not in ("digits", "mnist5k"):
         from dalv.data import load
         load(PRESETS[preset].config.dataset, data_root)  # fail early, saying how to download
+    todo = cells(preset, seeds=seeds, runs=runs_dir, data_root=data_root, device=device)
     # Small MLPs train fastest single-threaded; several cells side by side use the cores.
     jobs = jobs or max(1, os.cpu_count() or 1)
     t0 = time.perf_counter()

@@ -1,0 +1,66 @@
+import pandas as pd
+import pytest
+
+from dalv import reproduce as rp
+from dalv.config import ExperimentConfig, TrainConfig
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch):
+    cfg = ExperimentConfig(dataset="digits", n_initial=20, budget=10, n_cycles=2,
+                           candidates=200, train=TrainConfig(epochs=2))
+    monkeypatch.setitem(rp.PRESETS, "tiny", rp.Preset(cfg, ("Random", "BADGE"), (0,),
+                                                      description="test"))
+    return "tiny"
+
+
+def test_cells_run_skip_and_resume(tmp_path, tiny_preset, monkeypatch):
+    todo = rp.cells(tiny_preset, seeds=[0, 1], runs=tmp_path, data_root=None)
+    assert len(todo) == 4
+    rp.run_cells(todo, jobs=1, progress=False)
+    full = rp.collect(todo)
+    assert len(full) == 4 * 2
+    # one cell lost its results (killed before it finished): only that cell runs again
+    victim = todo[3]
+    (tmp_path / "BADGE" / "seed_1" / "results.csv").unlink()
+    ran = []
+    monkeypatch.setattr(rp, "run_cell", lambda c: ran.append(c) or rp.__dict__)
+    rp.run_cells(todo, jobs=1, progress=False)
+    assert [(c.method, c.seed) for c in ran] == [(victim.method, victim.seed)]
+
+
+def test_submitit_local_executor_path(tmp_path, tiny_preset):
+    pytest.importorskip("submitit")
+    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
+    rp.run_cells(todo, executor="submitit-local", log_dir=tmp_path / "logs", progress=False)
+    t = rp.collect(todo)
+    assert sorted(t.method.unique()) == ["BADGE", "Random"] and len(t) == 4
+    assert any((tmp_path / "logs").iterdir())  # a log per cell
+
+
+def test_unknown_preset_and_method(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="smoke, baselines, demo"):
+        rp.cells("nope", seeds=None, runs=tmp_path, data_root=None)
+    monkeypatch.setitem(rp.PRESETS, "bad", rp.Preset(ExperimentConfig(dataset="digits"),
+                                                     ("Oracle",)))
+    with pytest.raises(ValueError, match="unknown method 'Oracle'"):
+        rp.cells("bad", seeds=None, runs=tmp_path, data_root=None)
+
+
+def test_paper_preset_without_data_says_how_to_download(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+    from dalv.data import DatasetNotFoundError
+
+    monkeypatch.setattr(tvd, "MNIST", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(DatasetNotFoundError, match="dalv download mnist"):
+        rp.reproduce("paper-mnist", runs=str(tmp_path / "r"), out=str(tmp_path / "o"),
+                     data_root=str(tmp_path / "data"), render=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_smoke_report_renders(tmp_path):
+    out = rp.reproduce("smoke", runs=str(tmp_path / "runs"), out=str(tmp_path / "rep"))
+    html = (out / "index.html").read_text()
+    assert "AUBC" in html and "FVAAL-No-Adv" in html and "<img" in html
+    t = pd.read_csv(out / "results.csv")
+    assert t.cycle.max() == 2 and t.method.nunique() == 4
