@@ -46,7 +46,7 @@ from dalv.models import build, resolve_device
 from dalv.train import evaluate, fit
 
 __all__ = ["run", "run_grid", "rng_for", "torch_seed", "cycle_rng", "fit_seed", "RunSpec", "CheckpointError",
-           "load_checkpoint", "initial_state"]
+           "load_checkpoint", "initial_state", "load_cycle", "with_candidates"]
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +315,25 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
     if out is not None:
         write_csv(table, out / "results.csv")
     return table
+
+
+def load_cycle(run_dir: str | os.PathLike, cycle: int) -> dict:
+    """Read back one finished cycle of a run folder.
+
+    Returns a dict with ``model`` (θ_cycle, the model trained in that cycle, on the CPU),
+    ``adv_x`` [m, *shape], ``adv_y`` [m], ``adv_src`` [m] (the adversarial examples added in
+    that cycle), ``labeled_at`` and ``row`` (the results row), plus ``spec`` (the RunSpec).
+    """
+    run_dir = Path(run_dir)
+    spec = RunSpec.from_dict(json.loads((run_dir / "config.json").read_text()))
+    st = load_checkpoint(run_dir / "checkpoints" / f"cycle_{cycle:03d}.pt")
+    init = load_checkpoint(run_dir / "checkpoints" / "init.pt")
+    shape = tuple(st["adv_x"].shape[1:])
+    n_classes = init["model"][next(reversed(init["model"]))].shape[0]
+    model = build(spec.config.model, shape, n_classes, seed=0)
+    model.load_state_dict(st["model"])
+    model.eval()
+    return {**st, "model": model, "spec": spec}
 
 
 def _progress(it: Iterable, on: bool, desc: str, total: int, initial: int):

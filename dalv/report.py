@@ -17,7 +17,7 @@ from dalv.metrics import paired_wins, per_seed, summarize
 from dalv.paper import FIGURE_METHODS, paper_table
 
 __all__ = ["comparison", "claims", "save_figures", "environment", "render_report",
-           "CLAIMS", "timings"]
+           "CLAIMS", "timings", "diversity"]
 
 CLAIMS = [
     # (A, B, what the paper reports on MNIST/F-MNIST/CIFAR-10, spec §8)
@@ -79,6 +79,46 @@ def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
         ours_says = (abs(w["mean_delta"]) < 0.005) if on_par else (w["mean_delta"] > 0)
         row["we agree"] = "yes" if ours_says else "no"
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def diversity(runs: dict[str, Path], cycles: tuple[int, ...] = (0, -1),
+              max_points: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Pairwise-distance diversity of the adversarial examples each run added (spec §7).
+
+    For each run folder and each of ``cycles`` (negative = from the end), the examples added
+    in that cycle are embedded by that cycle's model, in the **penultimate** layer (what the
+    paper intends) and in the **logit** layer (what the reference code measured), and all
+    pairwise Euclidean distances summarised. At most ``max_points`` examples (a seeded
+    subsample) per cell keep it quick.
+
+    Args:
+        runs: label → run folder (``<method>/seed_<s>``).
+    """
+    import torch
+
+    from dalv.loop import load_cycle
+    from dalv.metrics import pairwise_distance_stats
+
+    rows = []
+    for label, run_dir in runs.items():
+        n_cycles = len(list((Path(run_dir) / "checkpoints").glob("cycle_*.pt")))
+        for c in cycles:
+            cyc = c if c >= 0 else n_cycles + c
+            if not 0 <= cyc < n_cycles:
+                continue
+            st = load_cycle(run_dir, cyc)
+            x = st["adv_x"]
+            if len(x) > max_points:
+                keep = np.random.default_rng(seed).choice(len(x), max_points, replace=False)
+                x = x[torch.from_numpy(np.sort(keep))]
+            if len(x) < 2:
+                continue
+            with torch.no_grad():
+                feats = {"penultimate": st["model"][:-1](x), "logits": st["model"](x)}
+            for layer, f in feats.items():
+                stats = pairwise_distance_stats(f.double().numpy())
+                rows.append({"run": label, "cycle": cyc, "layer": layer, **stats})
     return pd.DataFrame(rows)
 
 
