@@ -39,7 +39,7 @@ def test_submitit_local_executor_path(tmp_path, tiny_preset):
 
 
 def test_unknown_preset_and_method(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="smoke, baselines, demo"):
+    with pytest.raises(ValueError, match="choose one of: smoke, baselines, .*demo, mnist5k"):
         rp.cells("nope", seeds=None, runs=tmp_path, data_root=None)
     monkeypatch.setitem(rp.PRESETS, "bad", rp.Preset(ExperimentConfig(dataset="digits"),
                                                      ("Oracle",)))
