@@ -1,0 +1,258 @@
+"""What the verifiers need to know about a network: layers, device, a float64 forward.
+
+Owns: layer validation, the affine/ReLU view of a network, ``forward64`` and the
+handling of input shapes; may import: torch.
+
+The verifiers accept ``nn.Sequential`` stacks of ``Flatten``, ``Linear``, ``ReLU`` and
+``Conv2d`` (nested ``Sequential`` blocks are flattened). The auto_LiRPA bounds and the
+``lirpa`` counterexample search handle all four; the Marabou backend and the pure-torch
+CROWN need the affine/ReLU form (no ``Conv2d``), which ``affine_relu_layers`` extracts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "SUPPORTED_LAYERS",
+    "AffineLayer",
+    "leaf_layers",
+    "check_model",
+    "affine_relu_layers",
+    "model_device",
+    "model_dtype",
+    "forward64",
+    "single_input",
+    "check_batch",
+]
+
+SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Flatten,
+    nn.Linear,
+    nn.ReLU,
+    nn.Conv2d,
+)
+
+
+@dataclass(frozen=True)
+class AffineLayer:
+    """One affine map ``z = W a + b`` of an affine/ReLU network.
+
+    Attributes:
+        weight: ``[n_out, n_in]``.
+        bias: ``[n_out]`` (zeros when the layer has no bias).
+        relu: Whether a ReLU follows this layer.
+    """
+
+    weight: Tensor
+    bias: Tensor
+    relu: bool
+
+
+def leaf_layers(model: nn.Module) -> Iterator[nn.Module]:
+    """Yield the layers of a (possibly nested) ``nn.Sequential`` in order.
+
+    Raises:
+        ValueError: ``model`` is not an ``nn.Sequential``.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(
+            "verification needs an nn.Sequential of Flatten/Linear/ReLU/Conv2d, "
+            f"got {type(model).__name__}"
+        )
+    for layer in model:
+        if isinstance(layer, nn.Sequential):
+            yield from leaf_layers(layer)
+        else:
+            yield layer
+
+
+def check_model(
+    model: nn.Module, *, allow_conv: bool = True, who: str = "verification"
+) -> list[nn.Module]:
+    """Validate a network's layers and return them, flattened.
+
+    Args:
+        model: The network.
+        allow_conv: Whether ``Conv2d`` is acceptable to the caller.
+        who: The caller's name, for error messages.
+
+    Returns:
+        The leaf layers in order.
+
+    Raises:
+        ValueError: A layer type is not supported (the message names it), or the
+            network has no Linear/Conv2d layer.
+    """
+    layers = list(leaf_layers(model))
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, SUPPORTED_LAYERS):
+            raise ValueError(
+                f"{who} does not support layer {i} of type {type(layer).__name__}; "
+                "supported: Flatten, Linear, ReLU, Conv2d"
+            )
+        if isinstance(layer, nn.Conv2d) and not allow_conv:
+            raise ValueError(
+                f"{who} does not support layer {i} of type Conv2d (use the auto_LiRPA "
+                "bounds or backend='lirpa' for convolutional networks)"
+            )
+    if not any(isinstance(layer, (nn.Linear, nn.Conv2d)) for layer in layers):
+        raise ValueError(f"{who} needs at least one Linear or Conv2d layer")
+    return layers
+
+
+def affine_relu_layers(
+    model: nn.Module, *, dtype: torch.dtype = torch.float64, who: str = "verification"
+) -> list[AffineLayer]:
+    """The network as a chain of affine maps, each optionally followed by a ReLU.
+
+    ``Flatten`` is dropped (callers flatten the inputs). The last affine map produces
+    the logits and must not be followed by a ReLU.
+
+    Args:
+        model: A Flatten/Linear/ReLU ``nn.Sequential``.
+        dtype: dtype of the returned weights (float64 by default, for exact checks).
+        who: The caller's name, for error messages.
+
+    Returns:
+        The affine layers, first to last.
+
+    Raises:
+        ValueError: ``Conv2d`` or another unsupported layer, a ReLU that does not follow
+            a Linear, or a ReLU after the last Linear.
+    """
+    out: list[AffineLayer] = []
+    for i, layer in enumerate(check_model(model, allow_conv=False, who=who)):
+        if isinstance(layer, nn.Linear):
+            w = layer.weight.detach().to(dtype)
+            if layer.bias is None:
+                b = torch.zeros(w.shape[0], dtype=dtype, device=w.device)
+            else:
+                b = layer.bias.detach().to(dtype)
+            out.append(AffineLayer(w, b, relu=False))
+        elif isinstance(layer, nn.ReLU):
+            if not out or out[-1].relu:
+                raise ValueError(f"{who}: the ReLU at layer {i} must follow a Linear")
+            out[-1] = AffineLayer(out[-1].weight, out[-1].bias, relu=True)
+    if out[-1].relu:
+        raise ValueError(f"{who}: the network must end with a Linear (the logits)")
+    return out
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for parameter-free models)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating parameter (float32 by default)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def forward64(model: nn.Module, x: Tensor) -> Tensor:
+    """Run the network in float64 without modifying or copying the module.
+
+    Args:
+        model: A Flatten/Linear/ReLU/Conv2d ``nn.Sequential``.
+        x: Inputs of any float dtype.
+
+    Returns:
+        The logits in float64.
+
+    Shapes:
+        x: ``[B, *input_shape]`` -> ``[B, n_classes]``.
+    """
+    h = x.to(torch.float64)
+    for i, layer in enumerate(check_model(model, who="forward64")):
+        if isinstance(layer, nn.Flatten):
+            h = layer(h)
+        elif isinstance(layer, nn.ReLU):
+            h = torch.relu(h)
+        else:
+            w = layer.weight.detach().double()
+            b = None if layer.bias is None else layer.bias.detach().double()
+            if isinstance(layer, nn.Linear):
+                h = nn.functional.linear(h, w, b)
+                continue
+            if layer.padding_mode != "zeros":
+                mode = layer.padding_mode
+                raise ValueError(f"forward64: Conv2d {i} has padding_mode={mode}")
+            args = (layer.stride, layer.padding, layer.dilation, layer.groups)
+            h = nn.functional.conv2d(h, w, b, *args)
+    return h
+
+
+def _first_weight_layer(model: nn.Module) -> nn.Module:
+    for layer in leaf_layers(model):
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            return layer
+    raise ValueError("the network has no Linear or Conv2d layer")
+
+
+def single_input(model: nn.Module, x: Tensor) -> Tensor:
+    """Read ``x`` as ONE input: drop a leading batch dimension of size 1 if present.
+
+    Rules: for a network starting with ``Conv2d`` an input is ``[C, H, W]`` and
+    ``[1, C, H, W]`` is stripped. Otherwise a tensor of rank 2 or 4 with leading size 1
+    (``[1, d]`` or ``[1, C, H, W]``) is stripped, and anything else is taken as the
+    input shape itself (``[d]``, ``[C, H, W]``, ``[H, W]``).
+
+    Args:
+        model: The network (used to check the size).
+        x: One input.
+
+    Returns:
+        ``x`` with shape ``input_shape``.
+
+    Raises:
+        ValueError: The shape does not fit the first layer.
+    """
+    first = _first_weight_layer(model)
+    if isinstance(first, nn.Conv2d):
+        if x.dim() == 4 and x.shape[0] == 1:
+            x = x[0]
+        if x.dim() != 3 or x.shape[0] != first.in_channels:
+            raise ValueError(
+                f"expected one input of shape [{first.in_channels}, H, W] (or with a "
+                f"leading 1), got {tuple(x.shape)}"
+            )
+        return x
+    if x.dim() in (2, 4) and x.shape[0] == 1:
+        x = x[0]
+    if x.numel() != first.in_features:
+        raise ValueError(
+            f"expected one input with {first.in_features} elements (the first Linear "
+            f"layer's), got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def check_batch(model: nn.Module, xs: Tensor) -> None:
+    """Check that ``xs`` is a batch of inputs the network accepts.
+
+    Raises:
+        ValueError: Wrong rank or number of elements.
+    """
+    first = _first_weight_layer(model)
+    if xs.dim() < 2:
+        raise ValueError(f"expected a batch [B, *input_shape], got {tuple(xs.shape)}")
+    if isinstance(first, nn.Conv2d):
+        if xs.dim() != 4 or xs.shape[1] != first.in_channels:
+            raise ValueError(
+                f"expected a batch [B, {first.in_channels}, H, W], got "
+                f"{tuple(xs.shape)}"
+            )
+    elif xs[0].numel() != first.in_features:
+        raise ValueError(
+            f"expected inputs with {first.in_features} elements (the first Linear "
+            f"layer's), got a batch of shape {tuple(xs.shape)}"
+        )
