@@ -21,7 +21,7 @@ demo: setup
 	$(PY) -m dalv reproduce --preset demo
 
 test: setup
-	$(PY) -m pytest -q --nbval-lax --durations=10 tests notebooks
+	$(PY) -m pytest -q --durations=10 tests
 
 test-fast: setup
 	$(PY) -m pytest -q -x tests
