@@ -7,11 +7,15 @@ Owns: ``BranchAndBound`` (state and rounds of the search); may import: torch,
 The search keeps a pool of input boxes ("subdomains"), starting with each input's whole
 box, and repeats, batched over the subdomains of all inputs:
 
-1. **Bound.** CROWN lower bounds of the property margins on each subdomain (pure-torch
-   CROWN in float64 for Flatten/Linear/ReLU networks; auto_LiRPA CROWN for Conv2d). A
-   subdomain whose bound is ``> -margin`` holds no counterexample and is dropped; so is
-   a subdomain inside an excluded region. A proof covers the whole box, hence also its
-   feasible part: proofs never use a region smaller than the true feasible set.
+1. **Bound.** First the box is shrunk by the exclusions where that is exact: with
+   ``every_coord``, a slab ``(a_i - delta, a_i + delta)`` that covers an end of the
+   interval of coordinate ``i`` moves that end past it (Marabou's bound tightening
+   does the same); a box left empty, or inside an excluded ball (``any_coord``), is
+   dropped. Then CROWN lower bounds of the property margins (pure-torch CROWN in
+   float64 for Flatten/Linear/ReLU networks; auto_LiRPA CROWN for Conv2d): a
+   subdomain whose bound is ``> -margin`` holds no counterexample and is dropped. Only
+   infeasible points are ever cut away, so a proof always covers the whole feasible
+   set.
 2. **Falsify.** Candidates in the surviving subdomains: the corner that minimises
    CROWN's linear lower bound, plus projected-gradient descent (PGD) on the margin from
    random starts (many at the root), projected onto ``subdomain minus exclusions``.
@@ -419,20 +423,44 @@ class BranchAndBound:
             separation=self.separation, delta=self.delta + _DELTA_PAD,
         )
 
-    def _infeasible(self, lo: Tensor, hi: Tensor, own: Tensor) -> Tensor:
-        """Subdomains lying entirely inside an excluded region (a slab or a ball)."""
-        out = torch.zeros(lo.shape[0], dtype=torch.bool, device=self.device)
+    def _tighten(
+        self, lo: Tensor, hi: Tensor, own: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Shrink boxes to what the exclusions leave; flag the boxes left empty.
+
+        every_coord: a slab ``(a_i - delta, a_i + delta)`` that covers an end of the
+        interval ``[lo_i, hi_i]`` moves that end past the slab (as Marabou's bound
+        tightening does); repeated until nothing moves. Only infeasible points are
+        cut, so proofs on the shrunk box still cover the whole feasible set.
+        any_coord: a box inside an excluded open ball is empty.
+
+        Returns:
+            ``(lo, hi, empty)``; the corners are rounded outward in the model dtype.
+        """
+        empty = torch.zeros(lo.shape[0], dtype=torch.bool, device=self.device)
         if self.E64.shape[1] == 0:
-            return out
+            return lo, hi, empty
+        lo, hi = lo.clone(), hi.clone()
         for s in range(0, lo.shape[0], _CHUNK):
             sl = slice(s, s + _CHUNK)
-            a = self.E64[own[sl]]
-            inside = (lo[sl].double()[:, None] > a - self.delta) & (
-                hi[sl].double()[:, None] < a + self.delta
-            )
-            per = inside.any(-1) if self.separation == "every_coord" else inside.all(-1)
-            out[sl] = (per & self.Emask[own[sl]]).any(-1)
-        return out
+            a, live = self.E64[own[sl]], self.Emask[own[sl]][:, :, None]
+            l, h = lo[sl].double(), hi[sl].double()
+            if self.separation == "any_coord":
+                inside = (l[:, None] > a - self.delta) & (h[:, None] < a + self.delta)
+                empty[sl] = (inside.all(-1) & live[..., 0]).any(-1)
+                continue
+            below, above = a - self.delta, a + self.delta
+            for _ in range(a.shape[1]):
+                cover_lo = live & (below < l[:, None]) & (above > l[:, None])
+                cover_hi = live & (below < h[:, None]) & (above > h[:, None])
+                if not bool(cover_lo.any() or cover_hi.any()):
+                    break
+                l = torch.maximum(l, torch.where(cover_lo, above, -math.inf).amax(1))
+                h = torch.minimum(h, torch.where(cover_hi, below, math.inf).amin(1))
+            empty[sl] = (l > h).any(-1)
+            lo[sl] = torch.maximum(lo[sl], _round_down(l, self.dtype))
+            hi[sl] = torch.minimum(hi[sl], _round_up(h, self.dtype))
+        return lo, hi, empty
 
     # ---- falsifier and acceptance --------------------------------------------------
 
@@ -778,11 +806,13 @@ class BranchAndBound:
         self.pool.keep(~self.done[self.pool.own])
         lo, hi, own, phase, box = self.pool.take(self._select())
         if lo.shape[0]:
+            lo, hi, empty = self._tighten(lo, hi, own)
+            self.pool.box_lo[box], self.pool.box_hi[box] = lo, hi
             bnd = self._bound(lo, hi, own, phase)
             self.calls[torch.unique(own).cpu()] += 1
             self.bounded.index_add_(0, own.cpu(), torch.ones_like(own.cpu()))
             unresolved = bnd.lower <= -self.margin + bnd.safety * (1 + bnd.lower.abs())
-            keep = unresolved.any(1) & ~self._infeasible(lo, hi, own)
+            keep = unresolved.any(1) & ~empty
             if bool(keep.any()):
                 kept = bnd.select(keep)
                 self._falsify(lo[keep], hi[keep], own[keep], kept.lower, kept.A)
