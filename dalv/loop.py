@@ -299,7 +299,9 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
                "n_labeled": pool.n_labeled, "n_train": len(x_fit), "n_adv": len(bank),
                "n_adv_new": len(batch), "test_acc": acc, "query_s": t1 - t0,
                "augment_s": t2 - t1, "train_s": t3 - t2, "eval_s": t4 - t3,
-               "protocol": cfg.protocol, "config_hash": spec.hash}
+               "protocol": cfg.protocol, "config_hash": spec.hash,
+               # float sums in training depend on the thread count: record it
+               "threads": torch.get_num_threads(), "device": str(device)}
         row.update({f"aug_{k}": v for k, v in batch.stats.items()})
         rows.append(row)
         if ckpt_dir is not None:
