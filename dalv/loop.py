@@ -212,7 +212,7 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
     """Run one active-learning experiment; returns its tidy table (one row per cycle).
 
     With ``out_dir``, the run writes ``config.json``, ``results.csv`` (rewritten atomically
-    after every cycle) and ``checkpoints/cycle_XXX.pt`` (model, labelled set and that
+    after every cycle) and ``checkpoints/cycle_NNN.pt`` (model, labelled set and that
     cycle's adversarial examples). Called again with the same arguments, it resumes after the
     last finished cycle and ends with the same table (timing columns aside).
 
