@@ -35,3 +35,12 @@ def pool(digits):
     p = dalv.data.ActivePool(digits.x_train, digits.y_train)
     p.label(np.arange(0, 40, 2), round=0)
     return p
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny tensor ops (far faster on a shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,16 +21,14 @@ PAPER_NAMES = ["FVAAL-No-Adv", "FVAAL+FGSM-Adv({k})", "DFAL", "DFAL-No-Adv",
 
 
 @pytest.fixture(scope="module")
-def digits_data():
-    return dalv.data.load("digits")
+def digits_data(digits):
+    return digits
 
 
 @pytest.fixture(scope="module")
-def net(digits_data):
-    """An MLP-32 trained on 300 digits."""
-    model = dalv.models.build(dalv.ModelConfig(hidden=32), digits_data.input_shape, 10, seed=0)
-    d = digits_data
-    return dalv.train.fit(model, d.x_train[:300], d.y_train[:300], TrainConfig(epochs=10), seed=0)
+def net(trained_mlp):
+    """conftest's MLP-32 trained on 300 digits."""
+    return trained_mlp
 
 
 @pytest.fixture

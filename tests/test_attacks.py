@@ -8,7 +8,6 @@ from torch import nn
 
 import dalv
 from dalv import attacks
-from dalv.config import TrainConfig
 
 torch.set_num_threads(2)
 
@@ -16,16 +15,14 @@ HALF_WIDTH = 2.0**-12  # half the final interval of the 11-step search (tol = 5e
 
 
 @pytest.fixture(scope="module")
-def digits_data():
-    return dalv.data.load("digits")
+def digits_data(digits):
+    return digits
 
 
 @pytest.fixture(scope="module")
-def net(digits_data):
-    """An MLP-32 trained on 300 digits (about 0.7-0.85 test accuracy)."""
-    model = dalv.models.build(dalv.ModelConfig(hidden=32), digits_data.input_shape, 10, seed=0)
-    d = digits_data
-    return dalv.train.fit(model, d.x_train[:300], d.y_train[:300], TrainConfig(epochs=10), seed=0)
+def net(trained_mlp):
+    """conftest's MLP-32 trained on 300 digits."""
+    return trained_mlp
 
 
 @pytest.fixture(scope="module")

@@ -45,13 +45,7 @@ def _train(model: nn.Module, x, y, steps: int = 150, seed: int = 0) -> nn.Module
     return model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny tensors: one intra-op thread is faster (far faster on a busy shared machine).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ except ImportError as err:  # pragma: no cover - environment without auto_LiRPA
     pytest.skip(str(err), allow_module_level=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
