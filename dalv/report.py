@@ -17,7 +17,7 @@ from dalv.metrics import paired_wins, per_seed, summarize
 from dalv.paper import FIGURE_METHODS, paper_table
 
 __all__ = ["comparison", "claims", "save_figures", "environment", "render_report",
-           "CLAIMS", "timings", "diversity"]
+           "CLAIMS", "timings", "diversity", "diversity_summary"]
 
 CLAIMS = [
     # (A, B, what the paper reports on MNIST/F-MNIST/CIFAR-10, spec §8)
@@ -120,6 +120,24 @@ def diversity(runs: dict[str, Path], cycles: tuple[int, ...] = (0, -1),
                 stats = pairwise_distance_stats(f.double().numpy())
                 rows.append({"run": label, "cycle": cyc, "layer": layer, **stats})
     return pd.DataFrame(rows)
+
+
+def diversity_summary(div: pd.DataFrame) -> pd.DataFrame:
+    """Mean pairwise distance per method, layer and cycle: mean ± std over seeds.
+
+    ``div`` is ``diversity``'s table with a ``method`` column (``run`` may hold the seed).
+    Cycle -1 in the index stands for "the last cycle" whatever its number.
+    """
+    if not len(div):
+        return pd.DataFrame(columns=["method", "layer", "cycle", "points", "mean distance",
+                                     "std over seeds", "seeds"])
+    d = div.copy()
+    last = d.groupby("run")["cycle"].transform("max")
+    d["cycle"] = np.where((d["cycle"] == last) & (d["cycle"] > 0), -1, d["cycle"])
+    g = d.groupby(["method", "layer", "cycle"], sort=False)
+    out = pd.DataFrame({"points": g["num_points"].mean(), "mean distance": g["mean"].mean(),
+                        "std over seeds": g["mean"].std(), "seeds": g.size()})
+    return out.reset_index().replace({"cycle": {-1: "last"}})
 
 
 def timings(table: pd.DataFrame) -> pd.DataFrame:

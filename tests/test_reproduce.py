@@ -62,5 +62,9 @@ def test_smoke_report_renders(tmp_path):
     out = rp.reproduce("smoke", runs=str(tmp_path / "runs"), out=str(tmp_path / "rep"))
     html = (out / "index.html").read_text()
     assert "AUBC" in html and "FVAAL-No-Adv" in html and "<img" in html
+    # diversity of the one augmented method, kept beside results.csv for re-rendering
+    div = pd.read_csv(out / "diversity.csv")
+    assert set(div.method) == {"FVAAL+FGSM-Adv(3)"} and set(div.layer) == {"penultimate", "logits"}
+    assert "Diversity of the added" in html
     t = pd.read_csv(out / "results.csv")
     assert t.cycle.max() == 2 and t.method.nunique() == 4

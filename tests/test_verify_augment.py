@@ -59,6 +59,26 @@ def test_fvadv_bad_arguments():
         FVAdv(k=0)
     with pytest.raises(ValueError, match="backend"):
         FVAdv(backend="gurobi")
+    with pytest.raises(ValueError, match="max_subdomains"):
+        FVAdv(max_subdomains=0)
+
+
+def test_fvadv_work_budget_fixes_the_examples(trained_mlp, pool):
+    """With the per-point budget (not the clock) ending the search, two runs agree exactly,
+    and a smaller budget bounds fewer subdomains."""
+    sel = dalv.strategies.Random().select(trained_mlp, pool, 4, rng=np.random.default_rng(2))
+    x, y = pool.x[torch.from_numpy(sel.idx)], pool.y[torch.from_numpy(sel.idx)]
+
+    def gen(budget):
+        aug = FVAdv(k=3, max_subdomains=budget, timeout=None)
+        return aug.generate(trained_mlp, x, y, source_idx=sel.idx, hints=sel,
+                            rng=np.random.default_rng(0))
+
+    a, b, small = gen(300), gen(300), gen(20)
+    assert torch.equal(a.x, b.x) and a.stats == b.stats
+    # the tiny budget stops a point that the larger one settles (here: finds all 3)
+    assert small.stats["unknown"] > a.stats["unknown"]
+    assert small.stats["found"] < a.stats["found"] == 12
 
 
 def test_certified_radius_brackets_the_attack_radius(trained_mlp, pool):

@@ -35,7 +35,7 @@ import json, pathlib
 import pandas as pd
 from IPython.display import Markdown, display
 from dalv import report
-from dalv.reproduce import PRESETS, Preset, cells, collect, run_cells
+from dalv.reproduce import PRESETS, Preset, cells, collect, grid_diversity, run_cells
 from dataclasses import replace
 '''),
     code('''
@@ -43,6 +43,8 @@ if REPORT_DIR and (pathlib.Path(REPORT_DIR) / "results.csv").exists():
     out = pathlib.Path(REPORT_DIR)
     table = pd.read_csv(out / "results.csv")
     config = json.loads((out / "config.json").read_text())
+    div_path = out / "diversity.csv"
+    div = pd.read_csv(div_path) if div_path.exists() and div_path.stat().st_size > 1 else pd.DataFrame()
 else:  # run the grid the parameters describe
     p = PRESETS[PRESET]
     exp = {k: v for k, v in dict(dataset=DATASET, n_cycles=CYCLES, budget=BUDGET,
@@ -53,7 +55,7 @@ else:  # run the grid the parameters describe
                                  K or p.k, VERIFIER or p.verifier, "from notebook 05")
     todo = cells("notebook", seeds=None, runs=pathlib.Path("runs/notebook"), data_root=None, device=DEVICE)
     run_cells(todo)
-    out, table = pathlib.Path("."), collect(todo)
+    out, table, div = pathlib.Path("."), collect(todo), grid_diversity(todo)
     config = {"preset": PRESET, "methods": list(PRESETS["notebook"].methods)}
 display(Markdown(f"# {TITLE}\\n\\n{config.get('description', '')}\\n\\n"
                  f"{table['method'].nunique()} methods × {table['seed'].nunique()} seeds × "
@@ -81,6 +83,27 @@ display(cmp.style.format(precision=4, na_rep="–").hide(axis="index"))
 cl = report.claims(table)
 display(cl.style.format(precision=4, na_rep="–").hide(axis="index") if len(cl)
         else Markdown("_None of the paper's compared pairs ran in this grid._"))
+'''),
+    md("""
+## Diversity of the added adversarial examples
+
+Mean pairwise Euclidean distance between the adversarial examples a cycle added, in the
+model's **penultimate** layer (what the paper intends) and in its **logit** layer (what the
+reference code measured, spec §7), for the first and the last cycle; mean and std over seeds.
+FGSM-Adv's examples of one point lie on a single ray; FV-Adv's must differ in every pixel.
+"""),
+    code('''
+if len(div):
+    ds = report.diversity_summary(div)
+    display(ds.style.format(precision=3, na_rep="–").hide(axis="index"))
+    import seaborn as sns
+    g = sns.catplot(data=div.assign(cycle=div["cycle"].where(div["cycle"] == 0, "last")),
+                    x="mean", y="method", hue="cycle", col="layer", kind="bar",
+                    sharex=False, height=max(2.5, 0.35 * div["method"].nunique() + 1.2),
+                    aspect=1.3, errorbar="sd")
+    g.set_axis_labels("mean pairwise distance", "")
+else:
+    display(Markdown("_No method in this grid added adversarial examples._"))
 '''),
     md("## Time per cycle (seconds)"),
     code('''

@@ -27,6 +27,7 @@ from dalv.adversarial import DeepFoolDistance, FGSMDistance, Mixture
 from dalv.attacks import min_fgsm_eps
 from dalv.augment import AugmentedBatch, Augmenter, NoAugment
 from dalv.strategies import BADGE, CoreSet, Random, ScoreStrategy, Selection
+from dalv.verify.bab import LirpaConfig
 from dalv.verify.bounds import certified_radius
 from dalv.verify.search import fv_adv_counterexamples
 
@@ -45,8 +46,15 @@ class FVAdv(Augmenter):
         eps_default: start radius when the strategy gives none or one above
             ``eps_reset_above`` (0.01 and 0.5 in the paper).
         eps_reset_above: see ``eps_default``.
-        timeout: seconds for the whole cycle's search (``None``: no limit). When it runs
-            out, what was found so far is kept and the cycle goes on.
+        max_subdomains: per queried point, the subdomains branch and bound may bound
+            over all its radii before that point stops as "unknown" (lirpa only). This
+            plays the part of the paper's per-query Marabou timeout, but counts work
+            instead of seconds, so a seed fixes the examples on any machine. On mnist5k
+            the points the search cannot settle stall at the first radius whatever the
+            budget; 1000 keeps a cycle to seconds (benchmarks/bench_fvadv_budget.py).
+        timeout: seconds for the whole cycle's search (``None``: no limit), a safety net
+            that should not fire: when it runs out, what was found so far is kept and the
+            cycle goes on, but the result then depends on the machine's speed.
         target: ``"runner_up"`` (the paper) or ``"any"`` other class.
         separation: ``"every_coord"`` (the paper) or ``"any_coord"``.
         delta: exclusion distance per coordinate (0.001).
@@ -58,6 +66,7 @@ class FVAdv(Augmenter):
     step: float = 0.05
     eps_default: float = 0.01
     eps_reset_above: float = 0.5
+    max_subdomains: int = 1000
     timeout: float | None = 120.0
     target: str = "runner_up"
     separation: str = "every_coord"
@@ -71,6 +80,8 @@ class FVAdv(Augmenter):
             raise ValueError(f"unknown backend {self.backend!r}; choose 'lirpa' or 'marabou'")
         if not self.step > 0:
             raise ValueError(f"step must be > 0, got {self.step}")
+        if self.max_subdomains < 1:
+            raise ValueError(f"max_subdomains must be >= 1, got {self.max_subdomains}")
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -100,7 +111,9 @@ class FVAdv(Augmenter):
         results = fv_adv_counterexamples(
             model, x, eps0, self.k, seeds=seeds, step=self.step, backend=self.backend,
             timeout=self.timeout, target=self.target, separation=self.separation,
-            delta=self.delta, margin=self.margin, seed=int(rng.integers(2**31)))
+            delta=self.delta, margin=self.margin, seed=int(rng.integers(2**31)),
+            **({"config": LirpaConfig(max_bounded_per_input=self.max_subdomains)}
+               if self.backend == "lirpa" else {}))
         xs, src, ys = [], [], []
         for i, res in enumerate(results):
             block = res.counterexamples[: self.k - int(has_own[i])]
