@@ -77,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--runs", default=None, help="run folder (default runs/<preset>)")
     rep.add_argument("--jobs", type=int, default=None,
                      help="cells run in parallel (default: one per CPU core, one thread each)")
-    rep.add_argument("--executor", choices=["local", "slurm"], default="local")
+    rep.add_argument("--executor", choices=["local", "slurm"], default="local",
+                     help="local processes, or a Slurm job array through submitit (--runs "
+                          "must then be on a folder the nodes share)")
+    rep.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="a submitit/sbatch parameter, repeatable: partition=gpu, "
+                          "account=lab, gpus_per_node=1, timeout_min=600, mem_gb=16")
     rep.add_argument("--data-root", default=None)
     rep.add_argument("--device", default="auto")
 
@@ -129,11 +134,23 @@ def _cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _key_values(items: list[str]) -> dict[str, object]:
+    """``["partition=gpu", "mem_gb=16"]`` → ``{"partition": "gpu", "mem_gb": 16}``."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--slurm-arg takes KEY=VALUE, got {item!r}")
+        out[key] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     from dalv.reproduce import reproduce
 
     reproduce(a.preset, seeds=a.seeds, out=a.out, runs=a.runs, jobs=a.jobs,
-              executor=a.executor, data_root=a.data_root, device=a.device)
+              executor=a.executor, data_root=a.data_root, device=a.device,
+              slurm=_key_values(a.slurm_arg))
     return 0
 
 

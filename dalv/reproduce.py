@@ -26,7 +26,7 @@ from dalv.loop import write_csv, write_json
 from dalv.paper import FIGURE_METHODS as PAPER_FIGURES
 
 __all__ = ["Preset", "PRESETS", "Cell", "cells", "run_cell", "run_cells", "reproduce",
-           "collect", "grid_diversity"]
+           "collect", "grid_diversity", "slurm_parameters", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +158,33 @@ def _finished(cell: Cell) -> bool:
         return False
 
 
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
 def run_cells(todo: Sequence[Cell], *, jobs: int = 1, executor: str = "local",
-              log_dir: Path | None = None, progress: bool = True) -> None:
-    """Run cells not yet finished: in a local process pool, or as a Slurm job array."""
+              log_dir: Path | None = None, progress: bool = True,
+              slurm: dict[str, object] | None = None) -> None:
+    """Run cells not yet finished: in a local process pool, or as a Slurm job array.
+
+    Args:
+        todo: the cells; finished ones are skipped.
+        jobs: local processes side by side (each gets ``cpu_count // jobs`` threads).
+        executor: ``local``, ``slurm`` or ``submitit-local`` (the Slurm code path run on
+            this machine, which the tests use).
+        log_dir: submitit's folder: one stdout/stderr log per cell.
+        progress: a tqdm bar over cells (local).
+        slurm: extra submitit parameters, e.g. ``{"partition": "gpu", "account": "lab",
+            "gpus_per_node": 1, "timeout_min": 600}`` (see ``slurm_parameters``).
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
     todo = [c for c in todo if not _finished(c)]
     if not todo:
         return
-    if executor == "slurm":
-        _run_submitit(todo, log_dir or Path("runs") / "slurm-logs", cluster="slurm")
-        return
-    if executor == "submitit-local":
-        _run_submitit(todo, log_dir or Path("runs") / "submitit-logs", cluster="local")
+    if executor in ("slurm", "submitit-local"):
+        cluster = "slurm" if executor == "slurm" else "local"
+        _run_submitit(todo, log_dir or Path("runs") / f"{executor}-logs", cluster=cluster,
+                      params=slurm_parameters(slurm))
         return
     from tqdm.auto import tqdm
 
@@ -190,15 +206,42 @@ def run_cells(todo: Sequence[Cell], *, jobs: int = 1, executor: str = "local",
     bar.close()
 
 
-def _run_submitit(todo: Sequence[Cell], log_dir: Path, cluster: str, retries: int = 2) -> None:
-    import submitit
+_GENERIC_SUBMITIT = ("timeout_min", "mem_gb", "gpus_per_node", "cpus_per_task", "nodes",
+                     "tasks_per_node", "name", "stderr_to_stdout")
+
+
+def slurm_parameters(extra: dict[str, object] | None = None) -> dict[str, object]:
+    """submitit parameters of the job array: dalv's defaults (24 h, 4 CPUs, 8 GB, at most
+    64 tasks at once) updated by ``extra``. Keys are submitit's generic names
+    (``timeout_min``, ``mem_gb``, ``gpus_per_node``, ``cpus_per_task``, ...) or sbatch
+    options without the ``slurm_`` prefix (``partition``, ``account``, ``qos``,
+    ``constraint``, ``array_parallelism``, ...)."""
+    params: dict[str, object] = {"timeout_min": 24 * 60, "cpus_per_task": 4, "mem_gb": 8,
+                                 "name": "dalv", "slurm_array_parallelism": 64}
+    for key, value in (extra or {}).items():
+        params[key if key in _GENERIC_SUBMITIT or key.startswith("slurm_")
+               else f"slurm_{key}"] = value
+    return params
+
+
+def _run_submitit(todo: Sequence[Cell], log_dir: Path, cluster: str, retries: int = 2,
+                  params: dict[str, object] | None = None, fn=None) -> None:
+    """One array task per cell; cells that fail are resubmitted (they resume from their
+    checkpoints) up to ``retries`` times. ``fn`` replaces ``run_cell`` (tests)."""
+    try:
+        import submitit
+    except ImportError:
+        raise ValueError("the slurm executor needs submitit: pip install -e '.[cluster]'") \
+            from None
 
     ex = submitit.AutoExecutor(folder=str(log_dir), cluster=cluster)
-    ex.update_parameters(timeout_min=24 * 60, cpus_per_task=4, mem_gb=8,
-                         name="dalv", slurm_array_parallelism=64)
+    try:
+        ex.update_parameters(**(params or slurm_parameters()))
+    except NameError as e:  # submitit's report of an unknown parameter
+        raise ValueError(f"bad Slurm parameter: {' '.join(str(e).split())}") from None
     pending = list(todo)
     for attempt in range(retries + 1):
-        jobs = ex.map_array(run_cell, pending)
+        jobs = ex.map_array(fn or run_cell, pending)
         failed = []
         for job, c in zip(jobs, pending):
             try:
@@ -209,6 +252,9 @@ def _run_submitit(todo: Sequence[Cell], log_dir: Path, cluster: str, retries: in
                 failed.append(c)
         if not failed:
             return
+        if attempt < retries:
+            log.warning("resubmitting %d failed cells (resubmission %d of %d)", len(failed),
+                        attempt + 1, retries)
         pending = failed
     raise RuntimeError(f"{len(pending)} cells still fail after {retries} resubmissions; "
                        f"see the logs in {log_dir}")
@@ -239,7 +285,7 @@ def grid_diversity(todo: Sequence[Cell]) -> pd.DataFrame:
 def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | None = None,
               runs: str | None = None, jobs: int | None = None, executor: str = "local",
               data_root: str | None = None, device: str = "auto",
-              render: bool = True) -> Path:
+              render: bool = True, slurm: dict[str, object] | None = None) -> Path:
     """Run (or resume) a preset's grid and render ``reports/<preset>/``.
 
     Writes ``results.csv``, ``config.json``, ``figures/*.png`` and ``index.html`` (the
@@ -256,7 +302,7 @@ def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | Non
     # Small MLPs train fastest single-threaded; several cells side by side use the cores.
     jobs = jobs or max(1, os.cpu_count() or 1)
     t0 = time.perf_counter()
-    run_cells(todo, jobs=jobs, executor=executor, log_dir=runs_dir / "logs")
+    run_cells(todo, jobs=jobs, executor=executor, log_dir=runs_dir / "logs", slurm=slurm)
     grid_s = time.perf_counter() - t0
     table = collect(todo)
     out_dir.mkdir(parents=True, exist_ok=True)

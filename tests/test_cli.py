@@ -50,3 +50,10 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, expect):
 def test_unknown_preset_lists_presets():
     r = _cli("reproduce", "--preset", "nope")
     assert r.returncode == 2 and "smoke" in r.stderr and "paper-mnist" in r.stderr
+
+
+def test_bad_slurm_arg_is_one_line(tmp_path, capsys):
+    code = main(["reproduce", "--preset", "smoke", "--executor", "slurm", "--runs",
+                 str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--slurm-arg", "partition"])
+    assert code == 2 and "--slurm-arg takes KEY=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

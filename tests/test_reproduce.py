@@ -38,6 +38,49 @@ def test_submitit_local_executor_path(tmp_path, tiny_preset):
     assert any((tmp_path / "logs").iterdir())  # a log per cell
 
 
+def _fail_once(cell):
+    """A cell function that fails the first time each cell runs (a node dying mid-cell)."""
+    from pathlib import Path
+
+    marker = Path(cell.out_dir).parent / f"failed_once_{cell.seed}"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        raise RuntimeError("simulated node failure")
+    return rp.run_cell(cell)
+
+
+def test_submitit_resubmits_failed_cells(tmp_path, tiny_preset):
+    pytest.importorskip("submitit")
+    import sys
+
+    import cloudpickle  # the job processes cannot import this test module: ship _fail_once
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
+    rp._run_submitit(todo, tmp_path / "logs", cluster="local", fn=_fail_once,
+                     params=rp.slurm_parameters({"partition": "debug", "timeout_min": 10}))
+    assert len(rp.collect(todo)) == 4  # both cells finished on their second submission
+    assert len(list((tmp_path / "runs").glob("*/failed_once_0"))) == 2
+    with pytest.raises(RuntimeError, match="still fail after 0 resubmissions"):
+        rp._run_submitit(rp.cells(tiny_preset, seeds=[1], runs=tmp_path / "r2",
+                                  data_root=None),
+                         tmp_path / "logs2", cluster="local", fn=_fail_once, retries=0)
+
+
+def test_slurm_parameters_and_bad_ones(tmp_path, tiny_preset):
+    p = rp.slurm_parameters({"partition": "gpu", "gpus_per_node": 1, "mem_gb": 16})
+    assert p["slurm_partition"] == "gpu" and p["gpus_per_node"] == 1 and p["mem_gb"] == 16
+    assert p["timeout_min"] == 24 * 60  # a default kept
+    pytest.importorskip("submitit")
+    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
+    with pytest.raises(ValueError, match="bad Slurm parameter.*partitionn"):
+        rp.run_cells(todo, executor="submitit-local", log_dir=tmp_path / "logs",
+                     slurm={"partitionn": "gpu"})
+    with pytest.raises(ValueError, match="choose one of: local, slurm"):
+        rp.run_cells(todo, executor="kubernetes")
+    assert not (tmp_path / "runs").exists()  # nothing ran
+
+
 def test_unknown_preset_and_method(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="choose one of: smoke, baselines, .*demo, mnist5k"):
         rp.cells("nope", seeds=None, runs=tmp_path, data_root=None)
