@@ -45,6 +45,8 @@ if REPORT_DIR and (pathlib.Path(REPORT_DIR) / "results.csv").exists():
     config = json.loads((out / "config.json").read_text())
     div_path = out / "diversity.csv"
     div = pd.read_csv(div_path) if div_path.exists() and div_path.stat().st_size > 1 else pd.DataFrame()
+    if not div_path.exists():
+        div = None   # rendered from results.csv alone: the run folders are needed for it
 else:  # run the grid the parameters describe
     p = PRESETS[PRESET]
     exp = {k: v for k, v in dict(dataset=DATASET, n_cycles=CYCLES, budget=BUDGET,
@@ -93,7 +95,10 @@ reference code measured, spec §7), for the first and the last cycle; mean and s
 FGSM-Adv's examples of one point lie on a single ray; FV-Adv's must differ in every pixel.
 """),
     code('''
-if len(div):
+if div is None:
+    display(Markdown("_Not computed: this report folder has no `diversity.csv` "
+                     "(`dalv reproduce` writes it from the run folders)._"))
+elif len(div):
     ds = report.diversity_summary(div)
     display(ds.style.format(precision=3, na_rep="–").hide(axis="index"))
     import seaborn as sns
