@@ -17,7 +17,7 @@ from dalv.metrics import paired_wins, per_seed, summarize
 from dalv.paper import FIGURE_METHODS, paper_table
 
 __all__ = ["comparison", "claims", "save_figures", "environment", "render_report",
-           "CLAIMS", "timings", "diversity", "diversity_summary"]
+           "CLAIMS", "timings", "diversity", "diversity_summary", "verdict"]
 
 CLAIMS = [
     # (A, B, what the paper reports on MNIST/F-MNIST/CIFAR-10, spec §8)
@@ -51,9 +51,31 @@ def comparison(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
     return out
 
 
+ON_PAR = 0.005
+"""|Δ AUBC| below which two methods count as on par."""
+
+
+def verdict(mean_delta: float, wins: int, seeds: int, on_par: bool = False) -> str:
+    """Does a paired comparison support "A beats B" (or, with ``on_par``, "A ≈ B")?
+
+    "yes" when the mean Δ AUBC and the majority of seeds both favour A; "no" when both
+    favour B; "mixed" when they disagree (e.g. a small mean gain carried by one seed). For
+    an on-par claim: "yes" when |Δ| < ``ON_PAR``, else "no".
+    """
+    if on_par:
+        return "yes" if abs(mean_delta) < ON_PAR else "no"
+    more, fewer = wins * 2 > seeds, wins * 2 < seeds
+    if mean_delta > 0 and more:
+        return "yes"
+    if mean_delta < 0 and fewer:
+        return "no"
+    return "mixed"
+
+
 def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
-    """Each paper comparison whose two methods we ran: our mean Δ AUBC and seed wins, and the
-    paper's (5 seeds, from its per-seed files when it has both methods there)."""
+    """Each paper comparison whose two methods we ran: our mean Δ AUBC, seed wins and
+    ``verdict``, and the paper's (5 seeds, from its per-seed files when it has both methods
+    there, else from its averages)."""
     dataset = dataset or str(table["dataset"].iloc[0])
     have = set(table["method"])
     try:
@@ -75,9 +97,8 @@ def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
         elif a in avg_paper and b in avg_paper:
             row["paper Δ AUBC"] = avg_paper[a] - avg_paper[b]
             row["paper seed wins"] = "n/a (averages only)"
-        on_par = "on par" in text
-        ours_says = (abs(w["mean_delta"]) < 0.005) if on_par else (w["mean_delta"] > 0)
-        row["we agree"] = "yes" if ours_says else "no"
+        row["we agree"] = verdict(w["mean_delta"], w["wins"], w["seeds"],
+                                  on_par="on par" in text)
         rows.append(row)
     return pd.DataFrame(rows)
 
