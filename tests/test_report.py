@@ -38,8 +38,17 @@ def test_claims_pair_by_seed_and_use_the_papers_per_seed_numbers():
     assert row["our Δ AUBC (A−B)"] == pytest.approx(np.mean([0.02, 0.01, -0.005]))
     assert row["paper seed wins"] == "5/5" and row["paper Δ AUBC"] == pytest.approx(0.0109, abs=1e-4)
     assert cl.loc["BADGE beats Random", "we agree"] == "yes"
+    assert cl.loc["BADGE beats Random", "paper's own numbers"] == "yes"
     # only pairs whose two methods ran appear
     assert "FV-Adv improves FVAAL" not in cl.index and len(cl) == 3
+
+
+def test_claims_report_where_the_papers_own_numbers_disagree():
+    # spec §8: on MNIST, DFAL+FGSM-Adv(10) edges out DFAL+FV-Adv(10) (AUBC 0.8720 vs 0.8680)
+    t = _curves({"DFAL+FV-Adv(10)": [0.01, 0.01, 0.01], "DFAL+FGSM-Adv(10)": [0, 0, 0]})
+    row = report.claims(t).set_index("claim").loc["FV-Adv beats FGSM-Adv for DFAL"]
+    assert row["we agree"] == "yes" and row["paper Δ AUBC"] < 0
+    assert row["paper's own numbers"] in ("no", "mixed")
 
 
 def test_diversity_summary_names_the_last_cycle():

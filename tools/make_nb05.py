@@ -80,7 +80,16 @@ has a 4,000-image pool and a 1,000-image test set, so absolute values differ and
 cmp = report.comparison(table)
 display(cmp.style.format(precision=4, na_rep="–").hide(axis="index"))
 '''),
-    md("## The paper's claims, checked (paired by seed)"),
+    md("""
+## The paper's claims, checked (paired by seed)
+
+For each comparison the paper draws (spec §8) whose two methods ran here: the mean over
+seeds of Δ AUBC (A − B) and the seeds on which A wins. **we agree** is "yes" when the mean
+and the majority of seeds both favour A, "no" when both favour B, "mixed" when they split
+(an on-par claim: |Δ| < 0.005). **paper's own numbers** applies the same rule to the paper's
+published curves (its five per-seed files; its averages where a method is missing there):
+the text's claims are not all borne out by its own figures.
+"""),
     code('''
 cl = report.claims(table)
 display(cl.style.format(precision=4, na_rep="–").hide(axis="index") if len(cl)
