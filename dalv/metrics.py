@@ -1,6 +1,7 @@
 """Metrics over learning curves and feature sets.
 
-Owns ``aubc``, ``summarize``, ``paired_wins``, ``pairwise_distance_stats``. May import numpy
+Owns ``aubc``, ``summarize``, ``paired_wins``, ``pairwise_distance_stats``,
+``within_group_distance_stats``. May import numpy
 and pandas only (callers pass arrays).
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["aubc", "curves", "summarize", "paired_wins", "pairwise_distance_stats"]
+__all__ = ["aubc", "curves", "summarize", "paired_wins", "pairwise_distance_stats",
+           "within_group_distance_stats"]
 
 
 def aubc(acc: np.ndarray | list[float]) -> float:
@@ -77,12 +79,42 @@ def pairwise_distance_stats(feats: np.ndarray) -> dict[str, float]:
     """
     f = np.asarray(feats, dtype=np.float64)
     n = len(f)
-    if n < 2:
-        return {"num_points": n, "mean": np.nan, "std": np.nan, "median": np.nan,
-                "p10": np.nan, "p90": np.nan, "min": np.nan, "max": np.nan}
     sq = (f * f).sum(1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * f @ f.T, 0.0)
-    d = np.sqrt(d2[np.triu_indices(n, 1)])
+    return _distance_stats(np.sqrt(d2[np.triu_indices(n, 1)]), n)
+
+
+def _distance_stats(d: np.ndarray, n: int) -> dict[str, float]:
+    if len(d) == 0:
+        return {"num_points": n, "mean": np.nan, "std": np.nan, "median": np.nan,
+                "p10": np.nan, "p90": np.nan, "min": np.nan, "max": np.nan}
     return {"num_points": n, "mean": d.mean(), "std": d.std(), "median": np.median(d),
             "p10": np.percentile(d, 10), "p90": np.percentile(d, 90), "min": d.min(),
             "max": d.max()}
+
+
+def within_group_distance_stats(feats: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """``pairwise_distance_stats`` over the pairs that share a group only (e.g. the
+    adversarial examples of one queried image), pooled over groups.
+
+    FGSM-Adv's examples of one image lie on one ray, FV-Adv's spread through the box: the
+    spread *within* an image shows the difference that distances across images hide.
+
+    Shapes:
+        feats [n, d]; groups [n] (any labels).
+    """
+    f = np.asarray(feats, dtype=np.float64)
+    g = np.asarray(groups)
+    if len(f) != len(g):
+        raise ValueError(f"feats has {len(f)} rows but groups has {len(g)}")
+    _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+    order = np.argsort(inv, kind="stable")
+    slot = np.arange(len(g)) - np.repeat(np.cumsum(counts) - counts, counts)  # rank in group
+    pad = np.zeros((len(counts), counts.max(initial=0), f.shape[1]))
+    valid = np.zeros(pad.shape[:2], dtype=bool)
+    pad[inv[order], slot], valid[inv[order], slot] = f[order], True
+    diff = pad[:, :, None, :] - pad[:, None, :, :]          # [G, k, k, d]
+    dist = np.sqrt((diff * diff).sum(-1))
+    upper = np.triu(np.ones(dist.shape[1:], dtype=bool), 1)[None]
+    pairs = upper & valid[:, :, None] & valid[:, None, :]
+    return _distance_stats(dist[pairs], len(f))

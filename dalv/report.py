@@ -125,7 +125,7 @@ def diversity(runs: dict[str, Path], cycles: tuple[int, ...] = (0, -1),
     import torch
 
     from dalv.loop import load_cycle
-    from dalv.metrics import pairwise_distance_stats
+    from dalv.metrics import pairwise_distance_stats, within_group_distance_stats
 
     rows = []
     for label, run_dir in runs.items():
@@ -135,33 +135,39 @@ def diversity(runs: dict[str, Path], cycles: tuple[int, ...] = (0, -1),
             if not 0 <= cyc < n_cycles:
                 continue
             st = load_cycle(run_dir, cyc)
-            x = st["adv_x"]
-            if len(x) > max_points:
-                keep = np.random.default_rng(seed).choice(len(x), max_points, replace=False)
-                x = x[torch.from_numpy(np.sort(keep))]
+            x, src = st["adv_x"], np.asarray(st["adv_src"])
             if len(x) < 2:
                 continue
             with torch.no_grad():
                 feats = {"penultimate": st["model"][:-1](x), "logits": st["model"](x)}
+            keep = np.arange(len(x))
+            if len(x) > max_points:
+                keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points,
+                                                                  replace=False))
             for layer, f in feats.items():
-                stats = pairwise_distance_stats(f.double().numpy())
-                rows.append({"run": label, "cycle": cyc, "layer": layer, **stats})
+                f = f.double().numpy()
+                for scope, stats in (("all", pairwise_distance_stats(f[keep])),
+                                     ("per image", within_group_distance_stats(f, src))):
+                    rows.append({"run": label, "cycle": cyc, "layer": layer, "scope": scope,
+                                 **stats})
     return pd.DataFrame(rows)
 
 
 def diversity_summary(div: pd.DataFrame) -> pd.DataFrame:
-    """Mean pairwise distance per method, layer and cycle: mean ± std over seeds.
+    """Mean pairwise distance per method, scope, layer and cycle: mean ± std over seeds.
 
     ``div`` is ``diversity``'s table with a ``method`` column (``run`` may hold the seed).
     Cycle -1 in the index stands for "the last cycle" whatever its number.
     """
     if not len(div):
-        return pd.DataFrame(columns=["method", "layer", "cycle", "points", "mean distance",
-                                     "std over seeds", "seeds"])
+        return pd.DataFrame(columns=["method", "scope", "layer", "cycle", "points",
+                                     "mean distance", "std over seeds", "seeds"])
     d = div.copy()
     last = d.groupby("run")["cycle"].transform("max")
     d["cycle"] = np.where((d["cycle"] == last) & (d["cycle"] > 0), -1, d["cycle"])
-    g = d.groupby(["method", "layer", "cycle"], sort=False)
+    if "scope" not in d:
+        d["scope"] = "all"
+    g = d.groupby(["method", "scope", "layer", "cycle"], sort=False)
     out = pd.DataFrame({"points": g["num_points"].mean(), "mean distance": g["mean"].mean(),
                         "std over seeds": g["mean"].std(), "seeds": g.size()})
     return out.reset_index().replace({"cycle": {-1: "last"}})

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dalv.metrics import aubc, paired_wins, pairwise_distance_stats, summarize
+from dalv.metrics import (aubc, paired_wins, pairwise_distance_stats, summarize,
+                          within_group_distance_stats)
 
 
 def test_aubc_of_known_curves():
@@ -52,3 +53,18 @@ def test_pairwise_distance_stats():
     assert s["num_points"] == 3
     assert s["min"] == pytest.approx(5.0) and s["max"] == pytest.approx(8.0)
     assert s["mean"] == pytest.approx((5 + 8 + 5) / 3)
+
+
+def test_within_group_distance_stats_pools_only_same_group_pairs():
+    # group "a": a 3-4-5 triangle's legs from the origin; group "b": two points 10 apart
+    f = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [100.0, 0.0], [110.0, 0.0]])
+    s = within_group_distance_stats(f, np.array(["a", "a", "a", "b", "b"]))
+    assert s["num_points"] == 5 and s["min"] == 3.0 and s["max"] == 10.0
+    assert s["mean"] == pytest.approx((3 + 4 + 5 + 10) / 4)
+    # rows need not be sorted by group; singletons contribute no pair
+    perm = [4, 0, 3, 2, 1]
+    s2 = within_group_distance_stats(f[perm], np.array(["b", "a", "b", "a", "a"]))
+    assert s2["mean"] == pytest.approx(s["mean"])
+    assert np.isnan(within_group_distance_stats(f[:2], np.array([1, 2]))["mean"])
+    with pytest.raises(ValueError, match="groups has"):
+        within_group_distance_stats(f, np.array([1, 2]))

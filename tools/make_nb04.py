@@ -98,13 +98,14 @@ FGSM-Adv's examples lie on **one ray** `x + ε·sign(∇)`: they differ only in 
 The verifier's must differ from each other in every pixel, so they spread through the box.
 Diversity is the pairwise distance between the adversarial examples a cycle added, measured
 in the model's **penultimate** layer (what the paper intends) and in the **logit** layer (what
-the reference code measured, spec §7), for the first and the last cycle.
+the reference code measured, spec §7), for the first and the last cycle: over all pairs
+(scope "all", the paper's measure) and over pairs of examples of the same image ("per image").
 """),
     code('''
 runs = {f"{m.name} · seed {s}": f"{RUNS_DIR}/{m.slug}/seed_{s}" for m in methods[1:] for s in SEEDS}
 div = report.diversity(runs)
 div["method"] = div["run"].str.split(" · ").str[0]
-div.groupby(["method", "layer", "cycle"])[["num_points", "mean", "median", "p10", "p90"]].mean().round(3)
+div.groupby(["scope", "layer", "cycle", "method"])[["num_points", "mean", "median", "p10", "p90"]].mean().round(3)
 '''),
     code('''
 from sklearn.decomposition import PCA

@@ -101,7 +101,8 @@ display(cl.style.format(precision=4, na_rep="–").hide(axis="index") if len(cl)
 Mean pairwise Euclidean distance between the adversarial examples a cycle added, in the
 model's **penultimate** layer (what the paper intends) and in its **logit** layer (what the
 reference code measured, spec §7), for the first and the last cycle; mean and std over seeds.
-FGSM-Adv's examples of one point lie on a single ray; FV-Adv's must differ in every pixel.
+Scope **all** compares every pair, as the paper did; **per image** only pairs of examples of
+the same queried image: FGSM-Adv's lie on a single ray, FV-Adv's must differ in every pixel.
 """),
     code('''
 if div is None:
@@ -111,10 +112,12 @@ elif len(div):
     ds = report.diversity_summary(div)
     display(ds.style.format(precision=3, na_rep="–").hide(axis="index"))
     import seaborn as sns
-    g = sns.catplot(data=div.assign(cycle=div["cycle"].where(div["cycle"] == 0, "last")),
-                    x="mean", y="method", hue="cycle", col="layer", kind="bar",
-                    sharex=False, height=max(2.5, 0.35 * div["method"].nunique() + 1.2),
-                    aspect=1.3, errorbar="sd")
+    div = div.assign(cycle=div["cycle"].where(div["cycle"] == 0, "last"))
+    if "scope" not in div:
+        div["scope"] = "all"
+    g = sns.catplot(data=div, x="mean", y="method", hue="cycle", col="layer", row="scope",
+                    kind="bar", sharex=False, errorbar="sd", aspect=1.3,
+                    height=max(2.5, 0.35 * div["method"].nunique() + 1.2))
     g.set_axis_labels("mean pairwise distance", "")
 else:
     display(Markdown("_No method in this grid added adversarial examples._"))
