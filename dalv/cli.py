@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--candidates", type=int, default=10_000,
                    help="candidates scored per cycle (0 = all unlabelled)")
     r.add_argument("--k", type=int, default=10, help="adversarial examples per query")
+    r.add_argument("--verifier", choices=["lirpa", "marabou"], default="lirpa",
+                   help="backend of the FV-Adv methods (lirpa: batched branch and bound; "
+                        "marabou: the paper's complete solver, far slower)")
     r.add_argument("--protocol", choices=["paper", "clean"], default="paper")
     r.add_argument("--arch", choices=["mlp", "cnn"], default="mlp")
     r.add_argument("--hidden", type=int, default=128)
@@ -84,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a submitit/sbatch parameter, repeatable: partition=gpu, "
                           "account=lab, gpus_per_node=1, timeout_min=600, mem_gb=16")
     rep.add_argument("--data-root", default=None)
+    rep.add_argument("--verifier", choices=["lirpa", "marabou"], default=None,
+                     help="backend of the FV-Adv methods (default: the preset's, lirpa)")
     rep.add_argument("--device", default="auto")
 
     d = sub.add_parser("download", help="fetch a torchvision dataset into the cache")
@@ -106,6 +111,14 @@ def _resolve_methods(names: list[str], k: int):
     return out
 
 
+def _with_verifier(method, verifier: str):
+    """The method with its FV-Adv augmenter (if any) on the given verifier backend."""
+    from dataclasses import replace
+
+    set_backend = getattr(method.augmenter, "with_backend", None)
+    return replace(method, augmenter=set_backend(verifier)) if set_backend else method
+
+
 def _cmd_run(a: argparse.Namespace) -> int:
     from dalv import data as ddata
     from dalv.config import ExperimentConfig, ModelConfig, TrainConfig
@@ -116,7 +129,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         raise ValueError(f"unknown dataset {a.dataset!r}; choose one of: {', '.join(ddata.DATASETS)}")
     if a.k < 1:
         raise ValueError(f"--k must be >= 1, got {a.k}")
-    methods = _resolve_methods(a.method, a.k)
+    methods = [_with_verifier(m, a.verifier) for m in _resolve_methods(a.method, a.k)]
     cfg = ExperimentConfig(dataset=a.dataset, n_initial=a.initial, budget=a.budget,
                            n_cycles=a.cycles, candidates=a.candidates or None,
                            protocol=a.protocol, model=ModelConfig(a.arch, a.hidden),
@@ -150,7 +163,7 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
 
     reproduce(a.preset, seeds=a.seeds, out=a.out, runs=a.runs, jobs=a.jobs,
               executor=a.executor, data_root=a.data_root, device=a.device,
-              slurm=_key_values(a.slurm_arg))
+              slurm=_key_values(a.slurm_arg), verifier=a.verifier)
     return 0
 
 

@@ -103,26 +103,25 @@ class Cell:
 
 
 def _method(name: str, k: int, verifier: str):
-    from dalv.cli import _resolve_methods
+    from dalv.cli import _resolve_methods, _with_verifier
     from dalv.methods import registry
 
     reg = registry(k)
-    if name in reg:
-        m = reg[name]
-    else:
-        m = _resolve_methods([name], k)[0]
-    set_backend = getattr(m.augmenter, "with_backend", None)
-    if set_backend is not None:
-        m = replace(m, augmenter=set_backend(verifier))
-    return m
+    m = reg[name] if name in reg else _resolve_methods([name], k)[0]
+    return _with_verifier(m, verifier)
 
 
 def cells(preset: str, *, seeds: Sequence[int] | None, runs: Path, data_root: str | None,
-          device: str = "auto", threads: int = 0) -> list[Cell]:
-    """Every cell of a preset (validated: unknown presets and methods raise ValueError)."""
+          device: str = "auto", threads: int = 0, verifier: str | None = None) -> list[Cell]:
+    """Every cell of a preset (validated: unknown presets and methods raise ValueError);
+    ``verifier`` overrides the preset's FV-Adv backend."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     p = PRESETS[preset]
+    if verifier is not None:
+        if verifier not in ("lirpa", "marabou"):
+            raise ValueError(f"unknown verifier {verifier!r}; choose one of: lirpa, marabou")
+        p = replace(p, verifier=verifier)
     cfg = replace(p.config, device=device)
     out = []
     for name in p.methods:
@@ -285,20 +284,24 @@ def grid_diversity(todo: Sequence[Cell]) -> pd.DataFrame:
 def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | None = None,
               runs: str | None = None, jobs: int | None = None, executor: str = "local",
               data_root: str | None = None, device: str = "auto",
-              render: bool = True, slurm: dict[str, object] | None = None) -> Path:
+              render: bool = True, slurm: dict[str, object] | None = None,
+              verifier: str | None = None) -> Path:
     """Run (or resume) a preset's grid and render ``reports/<preset>/``.
 
     Writes ``results.csv``, ``config.json``, ``figures/*.png`` and ``index.html`` (the
     executed notebook 05, inputs hidden). Returns the report folder.
     """
-    runs_dir = Path(runs) if runs else Path("runs") / preset
-    out_dir = Path(out) if out else Path("reports") / preset
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    # another backend is another configuration: keep its runs and report apart by default
+    name = preset if verifier in (None, PRESETS[preset].verifier) else f"{preset}-{verifier}"
+    runs_dir = Path(runs) if runs else Path("runs") / name
+    out_dir = Path(out) if out else Path("reports") / name
     if PRESETS[preset].config.dataset not in ("digits", "mnist5k"):
         from dalv.data import load
         load(PRESETS[preset].config.dataset, data_root)  # fail early, saying how to download
-    todo = cells(preset, seeds=seeds, runs=runs_dir, data_root=data_root, device=device)
+    todo = cells(preset, seeds=seeds, runs=runs_dir, data_root=data_root, device=device,
+                 verifier=verifier)
     # Small MLPs train fastest single-threaded; several cells side by side use the cores.
     jobs = jobs or max(1, os.cpu_count() or 1)
     t0 = time.perf_counter()
@@ -309,7 +312,7 @@ def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | Non
     write_csv(table, out_dir / "results.csv")
     p = PRESETS[preset]
     write_json({"preset": preset, "description": p.description, "methods": list(p.methods),
-                "seeds": sorted({c.seed for c in todo}), "k": p.k, "verifier": p.verifier,
+                "seeds": sorted({c.seed for c in todo}), "k": p.k, "verifier": todo[0].verifier,
                 "experiment": to_dict(todo[0].config), "executor": executor, "jobs": jobs},
                out_dir / "config.json")
     # The run folders are not part of a report, so the diversity the report shows is

@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from dalv import reproduce as rp
+from dalv.augment import NoAugment
 from dalv.config import ExperimentConfig, TrainConfig
 
 
@@ -111,3 +112,15 @@ def test_smoke_report_renders(tmp_path):
     assert "Diversity of the added" in html
     t = pd.read_csv(out / "results.csv")
     assert t.cycle.max() == 2 and t.method.nunique() == 4
+
+
+def test_verifier_override_reaches_the_fv_methods(tmp_path, monkeypatch):
+    monkeypatch.setitem(rp.PRESETS, "fv", rp.Preset(ExperimentConfig(dataset="digits"),
+                                                    ("Random", "Random+FV-Adv(10)")))
+    todo = rp.cells("fv", seeds=None, runs=tmp_path, data_root=None, verifier="marabou")
+    ms = [rp._method(c.method, c.k, c.verifier) for c in todo]
+    assert ms[1].augmenter.backend == "marabou" and isinstance(ms[0].augmenter, NoAugment)
+    default = rp.cells("fv", seeds=None, runs=tmp_path, data_root=None)
+    assert rp._method(default[1].method, 10, default[1].verifier).augmenter.backend == "lirpa"
+    with pytest.raises(ValueError, match="choose one of: lirpa, marabou"):
+        rp.cells("fv", seeds=None, runs=tmp_path, data_root=None, verifier="z3")
