@@ -111,14 +111,6 @@ def _resolve_methods(names: list[str], k: int):
     return out
 
 
-def _with_verifier(method, verifier: str):
-    """The method with its FV-Adv augmenter (if any) on the given verifier backend."""
-    from dataclasses import replace
-
-    set_backend = getattr(method.augmenter, "with_backend", None)
-    return replace(method, augmenter=set_backend(verifier)) if set_backend else method
-
-
 def _cmd_run(a: argparse.Namespace) -> int:
     from dalv import data as ddata
     from dalv.config import ExperimentConfig, ModelConfig, TrainConfig
@@ -129,7 +121,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         raise ValueError(f"unknown dataset {a.dataset!r}; choose one of: {', '.join(ddata.DATASETS)}")
     if a.k < 1:
         raise ValueError(f"--k must be >= 1, got {a.k}")
-    methods = [_with_verifier(m, a.verifier) for m in _resolve_methods(a.method, a.k)]
+    methods = [m.with_verifier(a.verifier) for m in _resolve_methods(a.method, a.k)]
     cfg = ExperimentConfig(dataset=a.dataset, n_initial=a.initial, budget=a.budget,
                            n_cycles=a.cycles, candidates=a.candidates or None,
                            protocol=a.protocol, model=ModelConfig(a.arch, a.hidden),

@@ -48,6 +48,12 @@ class Method:
         """A file-system-safe version of ``name``."""
         return "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name).strip("_")
 
+    def with_verifier(self, backend: str) -> "Method":
+        """The same method with its augmenter on another verifier backend (``"lirpa"`` or
+        ``"marabou"``); methods whose augmenter uses no verifier come back unchanged."""
+        set_backend = getattr(self.augmenter, "with_backend", None)
+        return dataclasses.replace(self, augmenter=set_backend(backend)) if set_backend else self
+
 
 # ------------------------------------------------------------------ the registry
 

@@ -165,8 +165,6 @@ def diversity_summary(div: pd.DataFrame) -> pd.DataFrame:
     d = div.copy()
     last = d.groupby("run")["cycle"].transform("max")
     d["cycle"] = np.where((d["cycle"] == last) & (d["cycle"] > 0), -1, d["cycle"])
-    if "scope" not in d:
-        d["scope"] = "all"
     g = d.groupby(["method", "scope", "layer", "cycle"], sort=False)
     out = pd.DataFrame({"points": g["num_points"].mean(), "mean distance": g["mean"].mean(),
                         "std over seeds": g["mean"].std(), "seeds": g.size()})

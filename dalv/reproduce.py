@@ -103,12 +103,12 @@ class Cell:
 
 
 def _method(name: str, k: int, verifier: str):
-    from dalv.cli import _resolve_methods, _with_verifier
+    from dalv.cli import _resolve_methods
     from dalv.methods import registry
 
     reg = registry(k)
     m = reg[name] if name in reg else _resolve_methods([name], k)[0]
-    return _with_verifier(m, verifier)
+    return m.with_verifier(verifier)
 
 
 def cells(preset: str, *, seeds: Sequence[int] | None, runs: Path, data_root: str | None,

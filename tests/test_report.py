@@ -53,7 +53,7 @@ def test_claims_report_where_the_papers_own_numbers_disagree():
 
 def test_diversity_summary_names_the_last_cycle():
     div = pd.DataFrame({"run": ["a", "a", "b", "b"], "method": ["M"] * 4, "seed": [0, 0, 1, 1],
-                        "layer": ["logits"] * 4, "cycle": [0, 19, 0, 19],
+                        "layer": ["logits"] * 4, "scope": ["all"] * 4, "cycle": [0, 19, 0, 19],
                         "num_points": [10, 10, 10, 10], "mean": [1.0, 2.0, 3.0, 4.0]})
     s = report.diversity_summary(div).set_index("cycle")
     assert s.loc["last", "mean distance"] == 3.0 and s.loc[0, "mean distance"] == 2.0

@@ -95,6 +95,8 @@ def test_fv_methods_registered_and_round_trip(name):
     assert m.name == name and isinstance(m.augmenter, FVAdv)
     assert method_from_dict(method_to_dict(m)) == m
     assert m.augmenter.with_backend("marabou").backend == "marabou"
+    assert m.with_verifier("marabou").augmenter.backend == "marabou"
+    assert get("Random").with_verifier("marabou") == get("Random")  # no verifier to switch
 
 
 def test_fvaal_runs_in_the_loop(digits, small_cfg):

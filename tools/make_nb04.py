@@ -28,7 +28,7 @@ BACKEND = "lirpa"        # or "marabou"
 RUNS_DIR = "runs/mnist5k"  # shared with `python -m dalv reproduce --preset mnist5k`
 ''', tags=["parameters"]),
     code('''
-import dataclasses, numpy as np, torch, pandas as pd, matplotlib.pyplot as plt
+import numpy as np, torch, pandas as pd, matplotlib.pyplot as plt
 from dalv import report
 from dalv.plots import aubc_table, learning_curves, show_images
 if SMOKE:
@@ -37,7 +37,7 @@ data = dalv.data.load(DATASET)
 cfg = dalv.ExperimentConfig(dataset=DATASET, n_initial=50, budget=BUDGET, n_cycles=CYCLES)
 names = ["FVAAL-No-Adv", f"FVAAL+FGSM-Adv({K})", "FVAAL"]
 methods = [dalv.methods.get(n, k=K) for n in names]
-methods[2] = dataclasses.replace(methods[2], augmenter=methods[2].augmenter.with_backend(BACKEND))
+methods[2] = methods[2].with_verifier(BACKEND)
 '''),
     md("""
 ## The three steps

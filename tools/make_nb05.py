@@ -113,8 +113,6 @@ elif len(div):
     display(ds.style.format(precision=3, na_rep="–").hide(axis="index"))
     import seaborn as sns
     div = div.assign(cycle=div["cycle"].where(div["cycle"] == 0, "last"))
-    if "scope" not in div:
-        div["scope"] = "all"
     g = sns.catplot(data=div, x="mean", y="method", hue="cycle", col="layer", row="scope",
                     kind="bar", sharex=False, errorbar="sd", aspect=1.3,
                     height=max(2.5, 0.35 * div["method"].nunique() + 1.2))

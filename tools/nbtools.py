@@ -31,9 +31,12 @@ def code(text, tags=()):
 
 
 def write(path, cells):
+    import pathlib
+    stem = pathlib.Path(path).stem.split("_")[0]
+    for i, c in enumerate(cells):  # stable ids: regenerating changes only edited cells
+        c.id = f"c{stem}-{i:02d}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    import pathlib
     nbformat.write(nb, pathlib.Path(__file__).resolve().parent.parent / path)
