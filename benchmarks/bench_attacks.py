@@ -56,7 +56,7 @@ def min_eps_loop(model, x: torch.Tensor, tol: float = 5e-4) -> torch.Tensor:
     """The reference code's search, one input at a time (plain torch)."""
     out = torch.empty(len(x), device=x.device)
     for i in range(len(x)):
-        xi = x[i:i + 1].clone().requires_grad_(True)
+        xi = x[i : i + 1].clone().requires_grad_(True)
         logits = model(xi)
         pred = logits.argmax(1)
         (g,) = torch.autograd.grad(F.cross_entropy(logits, pred), xi)
@@ -64,7 +64,7 @@ def min_eps_loop(model, x: torch.Tensor, tol: float = 5e-4) -> torch.Tensor:
         left, right, eps, found = 0.0, 1.0, 0.5, False
         with torch.no_grad():
             while right - left > tol:
-                if model((x[i:i + 1] + eps * sign).clamp(0, 1)).argmax(1) != pred:
+                if model((x[i : i + 1] + eps * sign).clamp(0, 1)).argmax(1) != pred:
                     right, found = eps, True
                 else:
                     left = eps
@@ -75,7 +75,7 @@ def min_eps_loop(model, x: torch.Tensor, tol: float = 5e-4) -> torch.Tensor:
 
 def deepfool_loop(model, x: torch.Tensor) -> torch.Tensor:
     """DeepFool one input at a time (the same algorithm, batch of one)."""
-    return torch.cat([attacks.deepfool(model, x[i:i + 1])[1] for i in range(len(x))])
+    return torch.cat([attacks.deepfool(model, x[i : i + 1])[1] for i in range(len(x))])
 
 
 def floor(model, x: torch.Tensor, n_eval: int = 11) -> None:
@@ -94,27 +94,43 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int, default=5, help="training epochs of the MLP")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats of batched calls")
-    p.add_argument("--loop-n", type=int, default=None,
-                   help="inputs for the min_fgsm_eps loop (default: all; else extrapolated)")
-    p.add_argument("--deepfool-loop-n", type=int, default=200,
-                   help="inputs for the DeepFool loop (extrapolated to --n)")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed repeats of batched calls"
+    )
+    p.add_argument(
+        "--loop-n",
+        type=int,
+        default=None,
+        help="inputs for the min_fgsm_eps loop (default: all; else extrapolated)",
+    )
+    p.add_argument(
+        "--deepfool-loop-n",
+        type=int,
+        default=200,
+        help="inputs for the DeepFool loop (extrapolated to --n)",
+    )
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     data = dalv.data.load("mnist5k")
-    model = dalv.models.build(dalv.ModelConfig(hidden=128), data.input_shape, 10, seed=0)
-    dalv.train.fit(model, data.x_train, data.y_train, TrainConfig(epochs=a.epochs), seed=0)
+    model = dalv.models.build(
+        dalv.ModelConfig(hidden=128), data.input_shape, 10, seed=0
+    )
+    dalv.train.fit(
+        model, data.x_train, data.y_train, TrainConfig(epochs=a.epochs), seed=0
+    )
     model = model.to(device).eval()
     acc = dalv.train.evaluate(model, data.x_test, data.y_test)
 
     real = torch.cat([data.x_train, data.x_test])
     gen = torch.Generator().manual_seed(0)
     noisy = (real + (torch.rand(real.shape, generator=gen) - 0.5) * 0.1).clamp(0, 1)
-    x = torch.cat([real, noisy])[:a.n].to(device)
-    print(f"device {device} ({torch.get_num_threads()} threads), MLP-128 test acc {acc:.3f}, "
-          f"{len(x)} inputs of shape {tuple(x.shape[1:])}")
+    x = torch.cat([real, noisy])[: a.n].to(device)
+    print(
+        f"device {device} ({torch.get_num_threads()} threads), MLP-128 test acc {acc:.3f}, "
+        f"{len(x)} inputs of shape {tuple(x.shape[1:])}"
+    )
     load_start = os.getloadavg()[0]
 
     # Interleaved after a warm-up, so that a change in machine load hits both alike.
@@ -146,16 +162,24 @@ def main() -> None:
     print(f"  batched                 {t_batch:8.3f} s   target <= 1 s")
     print(f"  per-example loop        {t_loop_full:8.3f} s{ext}")
     print(f"  speed-up                {t_loop_full / t_batch:8.1f} x   target >= 5x")
-    print(f"  arithmetic floor        {t_floor:8.3f} s   (batched = {t_batch / t_floor:.2f} x floor)")
-    print(f"  same ε as the loop      {same:8.1%}   flipped {float(flipped.float().mean()):.1%}")
+    print(
+        f"  arithmetic floor        {t_floor:8.3f} s   (batched = {t_batch / t_floor:.2f} x floor)"
+    )
+    print(
+        f"  same ε as the loop      {same:8.1%}   flipped {float(flipped.float().mean()):.1%}"
+    )
     print("\ndeepfool (DFAL score, <= 20 steps, all 10 classes)")
     print(f"  batched                 {t_df:8.3f} s   target <= 10 s")
-    print(f"  per-example loop        {t_df_loop_full:8.3f} s (extrapolated from {df_n})")
+    print(
+        f"  per-example loop        {t_df_loop_full:8.3f} s (extrapolated from {df_n})"
+    )
     print(f"  speed-up                {t_df_loop_full / t_df:8.1f} x")
     print(f"  same norm as the loop   {df_close:8.1%}")
     print(f"  class changed: x + r {raw_rate:.1%}, clip(x + r) {clip_rate:.1%}")
-    print(f"\n1-minute load average: {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at "
-          f"the end ({os.cpu_count()} CPUs); other processes inflate every time above.")
+    print(
+        f"\n1-minute load average: {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+        f"the end ({os.cpu_count()} CPUs); other processes inflate every time above."
+    )
 
 
 if __name__ == "__main__":

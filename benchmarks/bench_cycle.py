@@ -24,8 +24,11 @@ def main() -> None:
     ap.add_argument("--labelled", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--methods", nargs="+", default=["Random", "Entropy", "Margin", "BADGE",
-                                                      "Core-set"])
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=["Random", "Entropy", "Margin", "BADGE", "Core-set"],
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data = dalv.data.load("mnist5k")
@@ -33,12 +36,21 @@ def main() -> None:
     init_idx, theta = initial_state(data, cfg, 0, torch.device("cpu"))
     pool0 = dalv.data.ActivePool(data.x_train, data.y_train)
     pool0.label(init_idx, 0)
-    pool0.label(np.random.default_rng(0).choice(pool0.unlabeled_idx, a.labelled, replace=False), 1)
-    print(f"mnist5k, {pool0.n_labeled} labelled, {pool0.n_unlabeled} unlabelled candidates, "
-          f"budget {cfg.budget}, torch threads {a.threads}, device cpu")
-    print(f"{'method':10s} {'query s':>8s} {'train s':>8s} {'eval s':>8s} {'cycle s':>8s}")
+    pool0.label(
+        np.random.default_rng(0).choice(pool0.unlabeled_idx, a.labelled, replace=False),
+        1,
+    )
+    print(
+        f"mnist5k, {pool0.n_labeled} labelled, {pool0.n_unlabeled} unlabelled candidates, "
+        f"budget {cfg.budget}, torch threads {a.threads}, device cpu"
+    )
+    print(
+        f"{'method':10s} {'query s':>8s} {'train s':>8s} {'eval s':>8s} {'cycle s':>8s}"
+    )
     for name in a.methods:
-        strat = dalv.loop.with_candidates(dalv.methods.get(name).strategy, cfg.candidates)
+        strat = dalv.loop.with_candidates(
+            dalv.methods.get(name).strategy, cfg.candidates
+        )
         times = []
         for r in range(a.repeats):
             pool = dalv.data.ActivePool(data.x_train, data.y_train, pool0.labeled_at)
@@ -48,8 +60,13 @@ def main() -> None:
             t1 = time.perf_counter()
             model = copy.deepcopy(theta)
             idx = torch.from_numpy(pool.acquired_idx)
-            dalv.train.fit(model, data.x_train[idx], data.y_train[idx], cfg.train,
-                           seed=fit_seed(0, r))
+            dalv.train.fit(
+                model,
+                data.x_train[idx],
+                data.y_train[idx],
+                cfg.train,
+                seed=fit_seed(0, r),
+            )
             t2 = time.perf_counter()
             dalv.train.evaluate(model, data.x_test, data.y_test)
             t3 = time.perf_counter()

@@ -24,7 +24,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", default="Random+FV-Adv(10)")
     ap.add_argument("--cycles", type=int, default=6)
-    ap.add_argument("--budgets", type=int, nargs="+", default=[200, 1000, 5000, 100_000])
+    ap.add_argument(
+        "--budgets", type=int, nargs="+", default=[200, 1000, 5000, 100_000]
+    )
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -32,20 +34,27 @@ def main() -> None:
     data = dalv.data.load("mnist5k")
     cfg = dalv.ExperimentConfig(dataset="mnist5k", n_cycles=a.cycles)
     base = dalv.methods.get(a.method)
-    print(f"{a.method}, mnist5k, seed {a.seed}, {a.cycles} cycles, per-cycle timeout "
-          f"{a.timeout:g} s, 1 torch thread, cpu")
-    print(f"{'budget':>8s} {'FV s/cycle':>11s} {'max s':>7s} {'found':>7s} {'requested':>10s} "
-          f"{'timeouts':>9s} {'final acc':>10s} {'total s':>8s}")
+    print(
+        f"{a.method}, mnist5k, seed {a.seed}, {a.cycles} cycles, per-cycle timeout "
+        f"{a.timeout:g} s, 1 torch thread, cpu"
+    )
+    print(
+        f"{'budget':>8s} {'FV s/cycle':>11s} {'max s':>7s} {'found':>7s} {'requested':>10s} "
+        f"{'timeouts':>9s} {'final acc':>10s} {'total s':>8s}"
+    )
     for b in a.budgets:
         aug = dataclasses.replace(base.augmenter, max_subdomains=b, timeout=a.timeout)
         m = Method(base.strategy, aug, base.label)
         t0 = time.perf_counter()
         df = dalv.loop.run(m, data, cfg, seed=a.seed, progress=False)
         total = time.perf_counter() - t0
-        print(f"{b:8d} {df.augment_s.mean():11.1f} {df.augment_s.max():7.1f} "
-              f"{int(df.aug_found.sum()):7d} {int(df.aug_requested.sum()):10d} "
-              f"{int((df.aug_timeouts > 0).sum()):9d} {df.test_acc.iloc[-1]:10.4f} "
-              f"{total:8.0f}", flush=True)
+        print(
+            f"{b:8d} {df.augment_s.mean():11.1f} {df.augment_s.max():7.1f} "
+            f"{int(df.aug_found.sum()):7d} {int(df.aug_requested.sum()):10d} "
+            f"{int((df.aug_timeouts > 0).sum()):9d} {df.test_acc.iloc[-1]:10.4f} "
+            f"{total:8.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ def load_mnist5k(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
     x, y = mnist_data()
     idx = np.arange(len(x))
-    tr, te = train_test_split(idx, train_size=4000, test_size=1000, random_state=seed, stratify=y)
+    tr, te = train_test_split(
+        idx, train_size=4000, test_size=1000, random_state=seed, stratify=y
+    )
     xt = torch.tensor(x.reshape(-1, 1, 28, 28) / 255.0, dtype=torch.float32)
     yt = torch.tensor(y, dtype=torch.long)
     return xt[tr], yt[tr], xt[te], yt[te]
@@ -64,8 +66,12 @@ def load_mnist5k(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 def train_mlp(x: Tensor, y: Tensor, seed: int, hidden: int = 128) -> nn.Sequential:
     """The paper's MLP: Adam 1e-3, 10 epochs, batch 32, shuffled by a seeded generator."""
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(),
-                          nn.Linear(hidden, 10, bias=False))
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, 10, bias=False),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(10):
@@ -79,7 +85,9 @@ def train_mlp(x: Tensor, y: Tensor, seed: int, hidden: int = 128) -> nn.Sequenti
     return model.eval()
 
 
-def min_fgsm_eps(model: nn.Module, x: Tensor, steps: int = 11) -> tuple[Tensor, Tensor, Tensor]:
+def min_fgsm_eps(
+    model: nn.Module, x: Tensor, steps: int = 11
+) -> tuple[Tensor, Tensor, Tensor]:
     """Smallest FGSM radius that flips each prediction (bisection on [0, 1], ``steps`` tests).
 
     Uses ``dalv.attacks.min_fgsm_eps`` when it is available; this local version runs the
@@ -123,7 +131,9 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     x_tr, y_tr, x_te, y_te = load_mnist5k(args.seed)
     model = train_mlp(x_tr, y_tr, args.seed)
     acc = float((model(x_te).argmax(1) == y_te).float().mean())
-    print(f"MLP-128 trained in {time.perf_counter() - t:.1f} s, test accuracy {acc:.3f}")
+    print(
+        f"MLP-128 trained in {time.perf_counter() - t:.1f} s, test accuracy {acc:.3f}"
+    )
 
     rng = np.random.default_rng(args.seed)
     idx = torch.as_tensor(rng.choice(len(x_te), args.points, replace=False))
@@ -131,10 +141,14 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     eps_hat, x_fgsm, flipped = min_fgsm_eps(model, xs)
     eps_hat = torch.where(eps_hat <= 0.5, eps_hat, torch.full_like(eps_hat, 0.01))
     eps = args.eps_scale * eps_hat.double() + args.eps_offset
-    seeds = [x_fgsm[i : i + 1] if flipped[i] else x_fgsm[:0] for i in range(args.points)]
+    seeds = [
+        x_fgsm[i : i + 1] if flipped[i] else x_fgsm[:0] for i in range(args.points)
+    ]
     need = [args.k - len(s) for s in seeds]
-    print(f"{args.points} points, eps in [{eps.min():.3f}, {eps.max():.3f}], "
-          f"{int(flipped.sum())} FGSM seeds, k = {args.k} (seed included)")
+    print(
+        f"{args.points} points, eps in [{eps.min():.3f}, {eps.max():.3f}], "
+        f"{int(flipped.sum())} FGSM seeds, k = {args.k} (seed included)"
+    )
 
     c1, c2 = winner_runner_up(model(xs))
     C = property_spec(c1, c2, "runner_up", 10)
@@ -143,41 +157,71 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     for backend in ("lirpa", "marabou"):
         t = time.perf_counter()
         results = find_counterexamples_batch(
-            model, xs, eps, max(need), excludes=seeds, backend=backend,
+            model,
+            xs,
+            eps,
+            max(need),
+            excludes=seeds,
+            backend=backend,
             timeout=budget if backend == "lirpa" else args.timeout,
-            workers=args.workers, seed=args.seed,
+            workers=args.workers,
+            seed=args.seed,
         )
         wall = time.perf_counter() - t
         for i, r in enumerate(results):
             cex = r.counterexamples[: need[i]]
-            ok = recheck(model, xs[i], float(eps[i]), C[i], cex, seeds[i],
-                         separation="every_coord", delta=1e-3, margin=1e-3)
+            ok = recheck(
+                model,
+                xs[i],
+                float(eps[i]),
+                C[i],
+                cex,
+                seeds[i],
+                separation="every_coord",
+                delta=1e-3,
+                margin=1e-3,
+            )
             short = len(cex) < need[i]
-            rows.append(dict(
-                backend=backend, point=int(idx[i]), eps=float(eps[i]), seed_in_E=bool(flipped[i]),
-                requested=need[i], found=len(cex), validated=int(ok.sum()), status=r.status,
-                complete=not short, unsat_proof=bool(short and r.exhausted),
-                unknown=bool(short and not r.exhausted), calls=r.stats.calls,
-                subdomains=r.stats.subdomains, point_seconds=r.stats.seconds,
-                rejected=r.stats.rejected, timed_out=r.stats.timed_out,
-                mean_pairwise_l2=mean_pairwise_l2(cex[ok]), wall_seconds=wall,
-            ))
+            rows.append(
+                dict(
+                    backend=backend,
+                    point=int(idx[i]),
+                    eps=float(eps[i]),
+                    seed_in_E=bool(flipped[i]),
+                    requested=need[i],
+                    found=len(cex),
+                    validated=int(ok.sum()),
+                    status=r.status,
+                    complete=not short,
+                    unsat_proof=bool(short and r.exhausted),
+                    unknown=bool(short and not r.exhausted),
+                    calls=r.stats.calls,
+                    subdomains=r.stats.subdomains,
+                    point_seconds=r.stats.seconds,
+                    rejected=r.stats.rejected,
+                    timed_out=r.stats.timed_out,
+                    mean_pairwise_l2=mean_pairwise_l2(cex[ok]),
+                    wall_seconds=wall,
+                )
+            )
         print(f"{backend}: done in {wall:.1f} s")
     return pd.DataFrame(rows)
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     g = df.groupby("backend", sort=False)
-    out = pd.DataFrame({
-        "counterexamples": g["validated"].sum(),
-        "requested": g["requested"].sum(),
-        "points_complete": g["complete"].sum(),
-        "unsat_proofs": g["unsat_proof"].sum(),
-        "unknowns": g["unknown"].sum(),
-        "rejected": g["rejected"].sum(),
-        "wall_seconds": g["wall_seconds"].first(),
-        "mean_pairwise_l2": g["mean_pairwise_l2"].mean(),
-    })
+    out = pd.DataFrame(
+        {
+            "counterexamples": g["validated"].sum(),
+            "requested": g["requested"].sum(),
+            "points_complete": g["complete"].sum(),
+            "unsat_proofs": g["unsat_proof"].sum(),
+            "unknowns": g["unknown"].sum(),
+            "rejected": g["rejected"].sum(),
+            "wall_seconds": g["wall_seconds"].first(),
+            "mean_pairwise_l2": g["mean_pairwise_l2"].mean(),
+        }
+    )
     out["seconds_per_cex"] = out["wall_seconds"] / out["counterexamples"].clip(lower=1)
     return out
 
@@ -190,14 +234,18 @@ def verdict(summary: pd.DataFrame) -> str:
         target = "met" if ratio >= 10 else "MISSED"
         return f"Marabou / lirpa seconds per counterexample: {ratio:.0f}x (target >= 10x: {target})"
     ratio = marabou["wall_seconds"] / lirpa["wall_seconds"]
-    return (f"no counterexamples to compare per unit; Marabou / lirpa wall-clock seconds: "
-            f"{ratio:.1f}x")
+    return (
+        f"no counterexamples to compare per unit; Marabou / lirpa wall-clock seconds: "
+        f"{ratio:.1f}x"
+    )
 
 
 def markdown(args: argparse.Namespace, summary: pd.DataFrame) -> str:
-    cmd = (f"python benchmarks/bench_verify.py --points {args.points} --k {args.k} "
-           f"--timeout {args.timeout:g} --workers {args.workers} --seed {args.seed} "
-           f"--eps-scale {args.eps_scale:g} --eps-offset {args.eps_offset:g}")
+    cmd = (
+        f"python benchmarks/bench_verify.py --points {args.points} --k {args.k} "
+        f"--timeout {args.timeout:g} --workers {args.workers} --seed {args.seed} "
+        f"--eps-scale {args.eps_scale:g} --eps-offset {args.eps_offset:g}"
+    )
     lines = [
         "# Counterexample search: lirpa branch and bound vs Marabou",
         "",
@@ -228,11 +276,17 @@ def markdown(args: argparse.Namespace, summary: pd.DataFrame) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--points", type=int, default=20)
-    p.add_argument("--k", type=int, default=10, help="examples per point, seed included")
-    p.add_argument("--timeout", type=float, default=120.0, help="Marabou seconds per point")
+    p.add_argument(
+        "--k", type=int, default=10, help="examples per point, seed included"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=120.0, help="Marabou seconds per point"
+    )
     p.add_argument("--workers", type=int, default=2, help="Marabou processes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eps-scale", type=float, default=1.0, help="eps = scale * eps_hat + offset")
+    p.add_argument(
+        "--eps-scale", type=float, default=1.0, help="eps = scale * eps_hat + offset"
+    )
     p.add_argument("--eps-offset", type=float, default=0.05)
     p.add_argument("--name", default="verify", help="file name of the reports")
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "reports" / "benchmarks")
@@ -246,12 +300,16 @@ def main() -> None:
     print(summary.to_string(float_format=lambda v: f"{v:.3g}"))
     print()
     print(verdict(summary))
-    print(f"lirpa finds {int(lirpa['counterexamples'])} vs Marabou "
-          f"{int(marabou['counterexamples'])} (target >=: {'met' if more else 'MISSED'})")
+    print(
+        f"lirpa finds {int(lirpa['counterexamples'])} vs Marabou "
+        f"{int(marabou['counterexamples'])} (target >=: {'met' if more else 'MISSED'})"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / f"{args.name}.csv", index=False)
     (args.out / f"{args.name}.md").write_text(markdown(args, summary))
-    print(f"wrote {args.out / (args.name + '.csv')} and {args.out / (args.name + '.md')}")
+    print(
+        f"wrote {args.out / (args.name + '.csv')} and {args.out / (args.name + '.md')}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,11 +12,36 @@ Learning with Formal Verification* (2025). The package is the source; the notebo
 
 __version__ = "0.1.0"
 
-from dalv import adversarial, attacks, augment, data, metrics, methods, models, strategies, train  # noqa: E402,E501
+from dalv import (
+    adversarial,
+    attacks,
+    augment,
+    data,
+    metrics,
+    methods,
+    models,
+    strategies,
+    train,
+)  # noqa: E402,E501
 from dalv.config import ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
 from dalv.loop import run, run_grid  # noqa: E402
 from dalv.methods import Method  # noqa: E402
 
-__all__ = ["ExperimentConfig", "ModelConfig", "TrainConfig", "Method", "run", "run_grid",
-           "adversarial", "attacks", "augment", "data", "metrics", "methods", "models",
-           "strategies", "train", "__version__"]
+__all__ = [
+    "ExperimentConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "Method",
+    "run",
+    "run_grid",
+    "adversarial",
+    "attacks",
+    "augment",
+    "data",
+    "metrics",
+    "methods",
+    "models",
+    "strategies",
+    "train",
+    "__version__",
+]

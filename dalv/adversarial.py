@@ -40,15 +40,30 @@ from torch import Tensor, nn
 
 from dalv.attacks import deepfool, fgsm_sweep, min_fgsm_eps
 from dalv.augment import AugmentedBatch, Augmenter, NoAugment
-from dalv.strategies import (BADGE, Random, ScoreStrategy, Selection, Strategy,
-                             draw_candidates, top_budget)
+from dalv.strategies import (
+    BADGE,
+    Random,
+    ScoreStrategy,
+    Selection,
+    Strategy,
+    draw_candidates,
+    top_budget,
+)
 from dalv.train import predict_logits
 
-__all__ = ["DeepFoolDistance", "FGSMDistance", "Mixture", "OwnAdv", "FGSMAdv",
-           "paper_compositions", "SERIALISABLE"]
+__all__ = [
+    "DeepFoolDistance",
+    "FGSMDistance",
+    "Mixture",
+    "OwnAdv",
+    "FGSMAdv",
+    "paper_compositions",
+    "SERIALISABLE",
+]
 
 
 # ------------------------------------------------------------------ strategies
+
 
 @dataclass(frozen=True)
 class DeepFoolDistance(ScoreStrategy):
@@ -68,11 +83,19 @@ class DeepFoolDistance(ScoreStrategy):
     max_iter: int = 20
     overshoot: float = 0.02
 
-    def score(self, model: nn.Module, x: Tensor) -> tuple[np.ndarray, dict[str, Tensor]]:
+    def score(
+        self, model: nn.Module, x: Tensor
+    ) -> tuple[np.ndarray, dict[str, Tensor]]:
         x_adv, r_l2 = deepfool(model, x, self.max_iter, self.overshoot)
-        adv_ok = predict_logits(model, x_adv).argmax(1) != predict_logits(model, x).argmax(1)
-        extras = {"eps": r_l2, "x_adv": x_adv, "adv_ok": adv_ok,
-                  "has_adv": torch.ones_like(adv_ok)}
+        adv_ok = predict_logits(model, x_adv).argmax(1) != predict_logits(
+            model, x
+        ).argmax(1)
+        extras = {
+            "eps": r_l2,
+            "x_adv": x_adv,
+            "adv_ok": adv_ok,
+            "has_adv": torch.ones_like(adv_ok),
+        }
         return -r_l2.double().cpu().numpy(), extras
 
 
@@ -94,7 +117,9 @@ class FGSMDistance(ScoreStrategy):
     name: ClassVar[str] = "FVAAL"
     tol: float = 5e-4
 
-    def score(self, model: nn.Module, x: Tensor) -> tuple[np.ndarray, dict[str, Tensor]]:
+    def score(
+        self, model: nn.Module, x: Tensor
+    ) -> tuple[np.ndarray, dict[str, Tensor]]:
         eps, x_adv, flipped = min_fgsm_eps(model, x, self.tol)
         extras = {"eps": eps, "x_adv": x_adv, "adv_ok": flipped, "has_adv": flipped}
         return -eps.double().cpu().numpy(), extras
@@ -126,34 +151,47 @@ class Mixture(ScoreStrategy):
     def name(self) -> str:  # type: ignore[override]
         return f"{self.base.name}_rand"
 
-    def score(self, model: nn.Module, x: Tensor) -> tuple[np.ndarray, dict[str, Tensor]]:
+    def score(
+        self, model: nn.Module, x: Tensor
+    ) -> tuple[np.ndarray, dict[str, Tensor]]:
         return self.base.score(model, x)
 
     def _select(self, model, pool, budget, rng):
         cand = draw_candidates(pool, self.candidates, rng)
         if len(cand) < budget:
-            raise ValueError(f"{self.name} needs at least budget={budget} candidates, got "
-                             f"{len(cand)}")
+            raise ValueError(
+                f"{self.name} needs at least budget={budget} candidates, got "
+                f"{len(cand)}"
+            )
         scores, extras = self.score(model, pool.x[torch.from_numpy(cand)])
         n_top = math.floor(self.fraction * budget)
         top = top_budget(scores, n_top)
         rest = np.setdiff1d(np.arange(len(cand)), top)
-        pos = np.concatenate([top, rng.choice(rest, size=budget - n_top, replace=False)])
+        pos = np.concatenate(
+            [top, rng.choice(rest, size=budget - n_top, replace=False)]
+        )
         pos_t = torch.from_numpy(pos)
-        return Selection(cand[pos], np.asarray(scores)[pos],
-                         {k: v[pos_t.to(v.device)] for k, v in extras.items()})
+        return Selection(
+            cand[pos],
+            np.asarray(scores)[pos],
+            {k: v[pos_t.to(v.device)] for k, v in extras.items()},
+        )
 
 
 # ------------------------------------------------------------------ augmenters
 
-def _own_examples(hints: Selection | None, source_idx: np.ndarray,
-                  x: Tensor) -> tuple[Tensor, Tensor] | None:
+
+def _own_examples(
+    hints: Selection | None, source_idx: np.ndarray, x: Tensor
+) -> tuple[Tensor, Tensor] | None:
     """The strategy's own examples ``(x_adv [n, ...], has [n] bool)``, or None if it made none."""
     if hints is None:
         return None
     if not np.array_equal(np.asarray(hints.idx), np.asarray(source_idx)):
-        raise ValueError("hints must be the Selection the queried rows came from "
-                         "(hints.idx differs from source_idx)")
+        raise ValueError(
+            "hints must be the Selection the queried rows came from "
+            "(hints.idx differs from source_idx)"
+        )
     extras = hints.extras
     if "x_adv" not in extras:
         return None
@@ -164,8 +202,9 @@ def _own_examples(hints: Selection | None, source_idx: np.ndarray,
     return x_adv, has.to(x.device).bool()
 
 
-def _batch(x: Tensor, mask: Tensor, y: Tensor, source_idx: np.ndarray,
-           stats: dict[str, float]) -> AugmentedBatch:
+def _batch(
+    x: Tensor, mask: Tensor, y: Tensor, source_idx: np.ndarray, stats: dict[str, float]
+) -> AugmentedBatch:
     """Flatten per-source slots ``x [n, S, ...]`` where ``mask [n, S]``, source-major."""
     n_slots = mask.shape[1]
     y_rep = y.to(x.device)[:, None].expand(-1, n_slots)
@@ -188,9 +227,11 @@ class OwnAdv(Augmenter):
     def generate(self, model, x, y, *, source_idx, hints=None, rng):
         own = _own_examples(hints, source_idx, x)
         if own is None:
-            raise ValueError("OwnAdv adds the query strategy's own adversarial example, so it "
-                             "needs a strategy that makes one (DeepFoolDistance, FGSMDistance "
-                             "or Mixture); this selection has no 'x_adv' extra")
+            raise ValueError(
+                "OwnAdv adds the query strategy's own adversarial example, so it "
+                "needs a strategy that makes one (DeepFoolDistance, FGSMDistance "
+                "or Mixture); this selection has no 'x_adv' extra"
+            )
         x_adv, has = own
         stats = {"requested": float(len(x)), "found": float(has.sum())}
         return _batch(x_adv[:, None], has[:, None], y, source_idx, stats)
@@ -227,7 +268,9 @@ class FGSMAdv(Augmenter):
         if not isinstance(self.k, (int, np.integer)) or self.k < 1:
             raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
         if not 0.0 < self.eps_max <= 1.0:
-            raise ValueError(f"eps_max is an L∞ radius and must lie in (0, 1], got {self.eps_max}")
+            raise ValueError(
+                f"eps_max is an L∞ radius and must lie in (0, 1], got {self.eps_max}"
+            )
         if not 0.0 <= self.eps_start <= 1.0:
             raise ValueError(f"eps_start must lie in [0, 1], got {self.eps_start}")
 
@@ -244,9 +287,11 @@ class FGSMAdv(Augmenter):
         lo = torch.where(eps_lo >= self.eps_max, 0.0, eps_lo.double())
         n_pts = 2 * n_new.to(lo.device)
         j = torch.arange(2 * self.k, device=lo.device, dtype=torch.float64)
-        step = (self.eps_max - lo) / (n_pts - 1).clamp_min(1)                 # as np.linspace
+        step = (self.eps_max - lo) / (n_pts - 1).clamp_min(1)  # as np.linspace
         eps = j * step[:, None] + lo[:, None]
-        eps = torch.where(j == (n_pts - 1)[:, None], self.eps_max, eps)       # exact end point
+        eps = torch.where(
+            j == (n_pts - 1)[:, None], self.eps_max, eps
+        )  # exact end point
         valid = j < n_pts[:, None]
         return torch.where(valid, eps, 0.0), valid
 
@@ -255,34 +300,52 @@ class FGSMAdv(Augmenter):
         if n == 0:
             return AugmentedBatch.empty(tuple(x.shape[1:]))
         own = _own_examples(hints, source_idx, x)
-        x_own, has = own if own is not None else (x, torch.zeros(n, dtype=torch.bool,
-                                                                   device=x.device))
+        x_own, has = (
+            own
+            if own is not None
+            else (x, torch.zeros(n, dtype=torch.bool, device=x.device))
+        )
         extras = hints.extras if hints is not None else {}
-        eps_lo = (extras["eps"].to(x.device) if "eps" in extras
-                  else torch.full((n,), self.eps_start, dtype=torch.float64, device=x.device))
+        eps_lo = (
+            extras["eps"].to(x.device)
+            if "eps" in extras
+            else torch.full((n,), self.eps_start, dtype=torch.float64, device=x.device)
+        )
         eps, valid = self.grid(eps_lo, self.k - has.long())
-        cand, flipped = fgsm_sweep(model, x, eps.float())             # [n, 2k, ...], [n, 2k]
+        cand, flipped = fgsm_sweep(model, x, eps.float())  # [n, 2k, ...], [n, 2k]
         avail = flipped & valid.to(flipped.device)
         rows = torch.arange(n, device=avail.device)
         picks = []
-        for t in range(self.k):                                      # odd positions j = 2t + 1
+        for t in range(self.k):  # odd positions j = 2t + 1
             j = 2 * t + 1
-            nxt = avail[:, j + 1] if j + 1 < avail.shape[1] else torch.zeros_like(avail[:, j])
-            pick = torch.where(avail[:, j], j, torch.where(avail[:, j - 1], j - 1,
-                                                           torch.where(nxt, j + 1, -1)))
+            nxt = (
+                avail[:, j + 1]
+                if j + 1 < avail.shape[1]
+                else torch.zeros_like(avail[:, j])
+            )
+            pick = torch.where(
+                avail[:, j],
+                j,
+                torch.where(avail[:, j - 1], j - 1, torch.where(nxt, j + 1, -1)),
+            )
             took = pick >= 0
             avail[rows[took], pick[took]] = False
             picks.append(pick)
-        pick = torch.stack(picks, 1)                                  # [n, k]
-        new_x = cand[rows[:, None], pick.clamp_min(0)]                # [n, k, ...]
+        pick = torch.stack(picks, 1)  # [n, k]
+        new_x = cand[rows[:, None], pick.clamp_min(0)]  # [n, k, ...]
         slots = torch.cat([x_own.to(cand.device)[:, None], new_x], 1)  # [n, 1 + k, ...]
         mask = torch.cat([has.to(cand.device)[:, None], pick >= 0], 1)
-        stats = {"requested": float(n * self.k), "found": float(mask.sum()),
-                 "own": float(has.sum()), "fgsm": float((pick >= 0).sum())}
+        stats = {
+            "requested": float(n * self.k),
+            "found": float(mask.sum()),
+            "own": float(has.sum()),
+            "fgsm": float((pick >= 0).sum()),
+        }
         return _batch(slots, mask, y, source_idx, stats)
 
 
 # ------------------------------------------------------------------ paper methods
+
 
 def paper_compositions(k: int = 10) -> dict[str, tuple[Strategy, Augmenter]]:
     """The paper's gradient-attack methods, ``{exact paper name: (strategy, augmenter)}``.

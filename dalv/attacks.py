@@ -32,6 +32,7 @@ _CHUNK_NUMEL = 2**25
 
 # ------------------------------------------------------------------ validation helpers
 
+
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     p = next(model.parameters(), None)
     if p is None:
@@ -42,7 +43,11 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 def _expected_numel(model: nn.Module) -> int | None:
     """Features per example the model expects, when its first layers make that plain."""
     leaves = [m for m in model.modules() if not list(m.children())]
-    if len(leaves) >= 2 and isinstance(leaves[0], nn.Flatten) and isinstance(leaves[1], nn.Linear):
+    if (
+        len(leaves) >= 2
+        and isinstance(leaves[0], nn.Flatten)
+        and isinstance(leaves[1], nn.Linear)
+    ):
         return leaves[1].in_features
     return None
 
@@ -55,54 +60,74 @@ def _check_inputs(model: nn.Module, x: Tensor) -> Tensor:
             outside [0, 1] (or not finite).
     """
     if not isinstance(x, Tensor):
-        raise ValueError(f"x must be a torch.Tensor batch [B, *input_shape], "
-                         f"got {type(x).__name__}")
+        raise ValueError(
+            f"x must be a torch.Tensor batch [B, *input_shape], got {type(x).__name__}"
+        )
     if not x.is_floating_point():
         raise ValueError(f"x must hold floats in [0, 1], got dtype {x.dtype}")
     if x.dim() < 2:
-        raise ValueError(f"x must be a batch [B, *input_shape], got shape {tuple(x.shape)}; "
-                         f"add a batch dimension with x[None]")
+        raise ValueError(
+            f"x must be a batch [B, *input_shape], got shape {tuple(x.shape)}; "
+            f"add a batch dimension with x[None]"
+        )
     n_in = _expected_numel(model)
     if n_in is not None and math.prod(x.shape[1:]) != n_in:
-        raise ValueError(f"the model expects {n_in} features per input but x has shape "
-                         f"{tuple(x.shape)} ({math.prod(x.shape[1:])} per input)")
+        raise ValueError(
+            f"the model expects {n_in} features per input but x has shape "
+            f"{tuple(x.shape)} ({math.prod(x.shape[1:])} per input)"
+        )
     device, dtype = _model_device_dtype(model)
     x = x.detach().to(device=device, dtype=dtype)
     if x.numel():
-        lo, hi = (float(v) for v in torch.aminmax(x))   # one pass; NaN propagates
+        lo, hi = (float(v) for v in torch.aminmax(x))  # one pass; NaN propagates
         if not (lo >= 0.0 and hi <= 1.0):
-            raise ValueError(f"inputs must lie in [0, 1] (pixels scaled by 1/255), got values "
-                             f"in [{lo:.4g}, {hi:.4g}]")
+            raise ValueError(
+                f"inputs must lie in [0, 1] (pixels scaled by 1/255), got values "
+                f"in [{lo:.4g}, {hi:.4g}]"
+            )
     return x
 
 
-def _check_eps(eps: float | Tensor, n: int, like: Tensor, name: str = "eps",
-               upper: float = 1.0) -> Tensor:
+def _check_eps(
+    eps: float | Tensor, n: int, like: Tensor, name: str = "eps", upper: float = 1.0
+) -> Tensor:
     """``eps`` as a [n] tensor on ``like``'s device and dtype; a number is broadcast."""
-    e = eps.detach() if isinstance(eps, Tensor) else torch.as_tensor(eps, dtype=torch.float64)
+    e = (
+        eps.detach()
+        if isinstance(eps, Tensor)
+        else torch.as_tensor(eps, dtype=torch.float64)
+    )
     if e.dim() == 0:
         e = e.reshape(1).expand(n)
     elif tuple(e.shape) != (n,):
-        raise ValueError(f"{name} must be a number or a tensor of shape [{n}] (one per input), "
-                         f"got shape {tuple(e.shape)}")
+        raise ValueError(
+            f"{name} must be a number or a tensor of shape [{n}] (one per input), "
+            f"got shape {tuple(e.shape)}"
+        )
     e = e.to(device=like.device, dtype=like.dtype)
     if e.numel() and not bool(torch.isfinite(e).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     if e.numel() and (float(e.min()) < 0.0 or float(e.max()) > upper):
-        raise ValueError(f"{name} is an L∞ length on [0, 1] inputs and must lie in "
-                         f"[0, {upper:g}], got values in [{float(e.min()):.4g}, "
-                         f"{float(e.max()):.4g}]")
+        raise ValueError(
+            f"{name} is an L∞ length on [0, 1] inputs and must lie in "
+            f"[0, {upper:g}], got values in [{float(e.min()):.4g}, "
+            f"{float(e.max()):.4g}]"
+        )
     return e
 
 
 def _check_labels(y: Tensor, n: int, n_classes: int, device: torch.device) -> Tensor:
     y = torch.as_tensor(y).to(device)
     if tuple(y.shape) != (n,) or y.is_floating_point():
-        raise ValueError(f"y must be an integer tensor of shape [{n}], got {tuple(y.shape)} "
-                         f"{y.dtype}")
+        raise ValueError(
+            f"y must be an integer tensor of shape [{n}], got {tuple(y.shape)} "
+            f"{y.dtype}"
+        )
     if n and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"y must hold class indices in [0, {n_classes}), got "
-                         f"[{int(y.min())}, {int(y.max())}]")
+        raise ValueError(
+            f"y must hold class indices in [0, {n_classes}), got "
+            f"[{int(y.min())}, {int(y.max())}]"
+        )
     return y.long()
 
 
@@ -110,10 +135,14 @@ def _logits(model: nn.Module, x: Tensor) -> Tensor:
     try:
         out = model(x)
     except RuntimeError as e:
-        raise ValueError(f"the model cannot take inputs of shape {tuple(x.shape[1:])}: "
-                         f"{str(e).splitlines()[0]}") from None
+        raise ValueError(
+            f"the model cannot take inputs of shape {tuple(x.shape[1:])}: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
     if out.dim() != 2 or len(out) != len(x):
-        raise ValueError(f"the model must return logits [B, n_classes], got {tuple(out.shape)}")
+        raise ValueError(
+            f"the model must return logits [B, n_classes], got {tuple(out.shape)}"
+        )
     return out
 
 
@@ -145,7 +174,10 @@ def _ce_grad(model: nn.Module, x: Tensor, y: Tensor | None) -> tuple[Tensor, Ten
 
 # ------------------------------------------------------------------ FGSM
 
-def fgsm(model: nn.Module, x: Tensor, eps: float | Tensor, y: Tensor | None = None) -> Tensor:
+
+def fgsm(
+    model: nn.Module, x: Tensor, eps: float | Tensor, y: Tensor | None = None
+) -> Tensor:
     """Fast Gradient Sign Method (Goodfellow et al., 2015): one signed-gradient step.
 
     ``x' = clip(x + ε · sign(∇_x CE(f(x), y)), 0, 1)``: untargeted, increasing the
@@ -209,7 +241,9 @@ def fgsm_sweep(model: nn.Module, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor
     if e.dim() == 1:
         e = e.unsqueeze(0).expand(len(x), -1)
     if e.dim() != 2 or len(e) != len(x):
-        raise ValueError(f"eps must have shape [{len(x)}, G] or [G], got {tuple(e.shape)}")
+        raise ValueError(
+            f"eps must have shape [{len(x)}, G] or [G], got {tuple(e.shape)}"
+        )
     n_grid = e.shape[1]
     e = _check_eps(e.reshape(-1), e.numel(), x).reshape(len(x), n_grid)
     out = x.new_empty((len(x), n_grid, *x.shape[1:]))
@@ -218,20 +252,30 @@ def fgsm_sweep(model: nn.Module, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor
         return out, flipped
     for s in _chunks(len(x), n_grid * x[0].numel()):
         grad, logits = _ce_grad(model, x[s], None)
-        pred, sign = logits.argmax(1), grad.sign().unsqueeze(1)        # [m, 1, *shape]
-        e_s = e[s].reshape(len(grad), n_grid, *([1] * (x.dim() - 1)))   # [m, G, 1, ...]
-        cand = (x[s].unsqueeze(1) + e_s * sign).clamp(0.0, 1.0)        # [m, G, *shape]
+        pred, sign = logits.argmax(1), grad.sign().unsqueeze(1)  # [m, 1, *shape]
+        e_s = e[s].reshape(len(grad), n_grid, *([1] * (x.dim() - 1)))  # [m, G, 1, ...]
+        cand = (x[s].unsqueeze(1) + e_s * sign).clamp(0.0, 1.0)  # [m, G, *shape]
         with torch.no_grad():
-            cls = _logits(model, cand.flatten(0, 1)).argmax(1).reshape(len(grad), n_grid)
+            cls = (
+                _logits(model, cand.flatten(0, 1)).argmax(1).reshape(len(grad), n_grid)
+            )
         out[s], flipped[s] = cand, cls != pred.unsqueeze(1)
     return out, flipped
 
 
 # ------------------------------------------------------------------ PGD
 
-def pgd(model: nn.Module, x: Tensor, eps: float | Tensor, steps: int = 10,
-        step_size: float | Tensor | None = None, restarts: int = 0, y: Tensor | None = None,
-        generator: torch.Generator | None = None) -> Tensor:
+
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    eps: float | Tensor,
+    steps: int = 10,
+    step_size: float | Tensor | None = None,
+    restarts: int = 0,
+    y: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """L∞ Projected Gradient Descent (Madry et al., 2018), untargeted.
 
     Each run repeats ``steps`` times ``x' ← Π(x' + α · sign(∇ CE(f(x'), y)))``, where Π
@@ -274,8 +318,9 @@ def pgd(model: nn.Module, x: Tensor, eps: float | Tensor, steps: int = 10,
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     with torch.no_grad():
         if y is None:
-            y_all = torch.cat([_logits(model, x[s]).argmax(1)
-                               for s in _chunks(len(x), x[0].numel())])
+            y_all = torch.cat(
+                [_logits(model, x[s]).argmax(1) for s in _chunks(len(x), x[0].numel())]
+            )
         else:
             y_all = _check_labels(y, len(x), _logits(model, x[:1]).shape[1], x.device)
     best = x.clone()
@@ -288,8 +333,12 @@ def pgd(model: nn.Module, x: Tensor, eps: float | Tensor, steps: int = 10,
             if run == 0:
                 xa = xc.clone()
             else:
-                u = torch.rand(xc.shape, generator=gen, device=gen.device, dtype=xc.dtype)
-                xa = torch.minimum(torch.maximum(xc + (2 * u.to(xc.device) - 1) * ec, lo), hi)
+                u = torch.rand(
+                    xc.shape, generator=gen, device=gen.device, dtype=xc.dtype
+                )
+                xa = torch.minimum(
+                    torch.maximum(xc + (2 * u.to(xc.device) - 1) * ec, lo), hi
+                )
             for _ in range(steps):
                 grad, _ = _ce_grad(model, xa, yc)
                 xa = torch.minimum(torch.maximum(xa + ac * grad.sign(), lo), hi)
@@ -306,6 +355,7 @@ def pgd(model: nn.Module, x: Tensor, eps: float | Tensor, steps: int = 10,
 
 # ------------------------------------------------------------------ DeepFool
 
+
 def _jacobian(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     """Logits [m, C] and their Jacobian [m, C, *input_shape] w.r.t. each input row.
 
@@ -317,19 +367,31 @@ def _jacobian(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         logits = _logits(model, xg)
         n_classes = logits.shape[1]
         basis = torch.eye(n_classes, dtype=logits.dtype, device=logits.device)
-        basis = basis[:, None, :].expand(n_classes, len(x), n_classes)   # [C, m, C]
+        basis = basis[:, None, :].expand(n_classes, len(x), n_classes)  # [C, m, C]
         try:
-            (jac,) = torch.autograd.grad(logits, xg, grad_outputs=basis, retain_graph=True,
-                                         is_grads_batched=True)
+            (jac,) = torch.autograd.grad(
+                logits, xg, grad_outputs=basis, retain_graph=True, is_grads_batched=True
+            )
         except RuntimeError:
-            jac = torch.stack([torch.autograd.grad(logits, xg, grad_outputs=basis[c],
-                                                   retain_graph=True)[0]
-                               for c in range(n_classes)])
-    return logits.detach(), jac.transpose(0, 1)                           # [m, C, *shape]
+            jac = torch.stack(
+                [
+                    torch.autograd.grad(
+                        logits, xg, grad_outputs=basis[c], retain_graph=True
+                    )[0]
+                    for c in range(n_classes)
+                ]
+            )
+    return logits.detach(), jac.transpose(0, 1)  # [m, C, *shape]
 
 
-def deepfool(model: nn.Module, x: Tensor, max_iter: int = 20, overshoot: float = 0.02, *,
-             clip: bool = True) -> tuple[Tensor, Tensor]:
+def deepfool(
+    model: nn.Module,
+    x: Tensor,
+    max_iter: int = 20,
+    overshoot: float = 0.02,
+    *,
+    clip: bool = True,
+) -> tuple[Tensor, Tensor]:
     """DeepFool (Moosavi-Dezfooli et al., 2016), as the paper's DFAL scores (spec §5.5).
 
     Per input, starting from ``r = 0`` and the clean class ``k``: while the class of
@@ -377,7 +439,7 @@ def deepfool(model: nn.Module, x: Tensor, max_iter: int = 20, overshoot: float =
         n_classes = _logits(model, x[:1]).shape[1]
     r_tot = torch.zeros_like(x)
     for s in _chunks(len(x), n_classes * 2 * x[0].numel()):
-        xc, rc = x[s], r_tot[s]                                 # rc is a view into r_tot
+        xc, rc = x[s], r_tot[s]  # rc is a view into r_tot
         with torch.no_grad():
             label = _logits(model, xc).argmax(1)
         active = torch.arange(len(xc), device=x.device)
@@ -385,26 +447,27 @@ def deepfool(model: nn.Module, x: Tensor, max_iter: int = 20, overshoot: float =
             if len(active) == 0:
                 break
             logits, jac = _jacobian(model, xc[active] + rc[active])
-            still = logits.argmax(1) == label[active]          # stop once the class changed
+            still = logits.argmax(1) == label[active]  # stop once the class changed
             active, logits, jac = active[still], logits[still], jac[still]
             if len(active) == 0:
                 break
             k = label[active]
             rows = torch.arange(len(active), device=x.device)
-            w = (jac - jac[rows, k].unsqueeze(1)).flatten(2)    # ∇(f_j − f_k)  [m, C, d]
-            f = logits - logits[rows, k].unsqueeze(1)           # f_j − f_k     [m, C]
+            w = (jac - jac[rows, k].unsqueeze(1)).flatten(2)  # ∇(f_j − f_k)  [m, C, d]
+            f = logits - logits[rows, k].unsqueeze(1)  # f_j − f_k     [m, C]
             dist = f.abs() / (w.norm(dim=2) + 1e-12)
             dist[rows, k] = math.inf
             j = dist.argmin(1)
-            w_j, f_j = w[rows, j], f[rows, j].abs()             # [m, d], [m]
+            w_j, f_j = w[rows, j], f[rows, j].abs()  # [m, d], [m]
             r_i = (f_j / (w_j.pow(2).sum(1) + 1e-12)).unsqueeze(1) * w_j
             rc[active] += (1.0 + overshoot) * r_i.reshape(-1, *xc.shape[1:])
-            active = active[r_i.norm(dim=1) >= 1e-6]             # tiny steps end the search
+            active = active[r_i.norm(dim=1) >= 1e-6]  # tiny steps end the search
     x_adv = x + r_tot
     return (x_adv.clamp(0.0, 1.0) if clip else x_adv), r_tot.flatten(1).norm(dim=1)
 
 
 # ------------------------------------------------------------------ minimal FGSM ε
+
 
 def _n_bisections(tol: float) -> int:
     """Halvings of [0, 1] until its width is ≤ tol (11 for tol = 5e-4)."""
@@ -415,7 +478,9 @@ def _n_bisections(tol: float) -> int:
     return n
 
 
-def min_fgsm_eps(model: nn.Module, x: Tensor, tol: float = 5e-4) -> tuple[Tensor, Tensor, Tensor]:
+def min_fgsm_eps(
+    model: nn.Module, x: Tensor, tol: float = 5e-4
+) -> tuple[Tensor, Tensor, Tensor]:
     """The smallest L∞ FGSM step that changes each input's class, by binary search (FVAAL).
 
     Exactly the paper's search (spec §5.6), for all inputs at once: the signed gradient
@@ -453,7 +518,11 @@ def min_fgsm_eps(model: nn.Module, x: Tensor, tol: float = 5e-4) -> tuple[Tensor
     x = _check_inputs(model, x)
     n = len(x)
     if n == 0:
-        return x.new_zeros(0), x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device)
+        return (
+            x.new_zeros(0),
+            x.clone(),
+            torch.zeros(0, dtype=torch.bool, device=x.device),
+        )
     n_eval = _n_bisections(tol)
     eps_out = x.new_ones(n)
     x_adv = torch.empty_like(x)
@@ -465,7 +534,7 @@ def min_fgsm_eps(model: nn.Module, x: Tensor, tol: float = 5e-4) -> tuple[Tensor
         lo, hi = xc.new_zeros(len(xc)), xc.new_ones(len(xc))
         ok_any = torch.zeros(len(xc), dtype=torch.bool, device=x.device)
         eps = xc.new_full((len(xc),), 0.5)
-        x_eps = torch.empty_like(xc)             # reused: one allocation for all evaluations
+        x_eps = torch.empty_like(xc)  # reused: one allocation for all evaluations
         with torch.no_grad():
             for _ in range(n_eval):
                 # x + ε·sign, exactly as fgsm() computes it (ε·sign is exact)

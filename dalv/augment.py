@@ -44,14 +44,19 @@ class AugmentedBatch:
 
     @staticmethod
     def empty(input_shape: tuple[int, ...]) -> "AugmentedBatch":
-        return AugmentedBatch(torch.empty((0, *input_shape)), torch.empty(0, dtype=torch.long),
-                              np.empty(0, dtype=np.int64))
+        return AugmentedBatch(
+            torch.empty((0, *input_shape)),
+            torch.empty(0, dtype=torch.long),
+            np.empty(0, dtype=np.int64),
+        )
 
     def __add__(self, other: "AugmentedBatch") -> "AugmentedBatch":
         """Concatenate (statistics are per batch, so the sum keeps none)."""
-        return AugmentedBatch(torch.cat([self.x, other.x.to(self.x.device)]),
-                              torch.cat([self.y, other.y.to(self.y.device)]),
-                              np.concatenate([self.source_idx, other.source_idx]))
+        return AugmentedBatch(
+            torch.cat([self.x, other.x.to(self.x.device)]),
+            torch.cat([self.y, other.y.to(self.y.device)]),
+            np.concatenate([self.source_idx, other.source_idx]),
+        )
 
 
 class Augmenter(abc.ABC):
@@ -65,9 +70,16 @@ class Augmenter(abc.ABC):
     name: ClassVar[str] = "augmenter"
 
     @abc.abstractmethod
-    def generate(self, model: nn.Module, x: Tensor, y: Tensor, *, source_idx: np.ndarray,
-                 hints: Selection | None = None,
-                 rng: np.random.Generator) -> AugmentedBatch: ...
+    def generate(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        *,
+        source_idx: np.ndarray,
+        hints: Selection | None = None,
+        rng: np.random.Generator,
+    ) -> AugmentedBatch: ...
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,14 @@ def _epilog() -> str:
     from dalv.data import DATASETS
     from dalv.methods import method_names
 
-    return ("datasets: " + ", ".join(DATASETS) + "\nmethods:  " + ", ".join(method_names())
-            + "\n(method names are matched exactly, ignoring case; quote names with spaces"
-              " or parentheses)")
+    return (
+        "datasets: "
+        + ", ".join(DATASETS)
+        + "\nmethods:  "
+        + ", ".join(method_names())
+        + "\n(method names are matched exactly, ignoring case; quote names with spaces"
+        " or parentheses)"
+    )
 
 
 def _seeds(text: str) -> list[int]:
@@ -37,58 +42,109 @@ def _seeds(text: str) -> list[int]:
             else:
                 out.append(int(part))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid seeds {text!r}; use e.g. 0, 0-4 or 0,2,5")
+        raise argparse.ArgumentTypeError(
+            f"invalid seeds {text!r}; use e.g. 0, 0-4 or 0,2,5"
+        )
     return out
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dalv", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m dalv",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run methods × seeds on one dataset",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog())
+    r = sub.add_parser(
+        "run",
+        help="run methods × seeds on one dataset",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_epilog(),
+    )
     r.add_argument("--dataset", default="mnist5k")
-    r.add_argument("--method", nargs="+", default=["Random"], metavar="NAME",
-                   help="one or more method names (see below)")
-    r.add_argument("--seed", "--seeds", dest="seeds", type=_seeds, default=[0],
-                   help="seed(s): 0, 0-2 or 0,3 (default 0)")
+    r.add_argument(
+        "--method",
+        nargs="+",
+        default=["Random"],
+        metavar="NAME",
+        help="one or more method names (see below)",
+    )
+    r.add_argument(
+        "--seed",
+        "--seeds",
+        dest="seeds",
+        type=_seeds,
+        default=[0],
+        help="seed(s): 0, 0-2 or 0,3 (default 0)",
+    )
     r.add_argument("--cycles", type=int, default=20)
     r.add_argument("--budget", type=int, default=50, help="examples queried per cycle")
     r.add_argument("--initial", type=int, default=50, help="initial labelled set size")
-    r.add_argument("--candidates", type=int, default=10_000,
-                   help="candidates scored per cycle (0 = all unlabelled)")
+    r.add_argument(
+        "--candidates",
+        type=int,
+        default=10_000,
+        help="candidates scored per cycle (0 = all unlabelled)",
+    )
     r.add_argument("--k", type=int, default=10, help="adversarial examples per query")
-    r.add_argument("--verifier", choices=["lirpa", "marabou"], default="lirpa",
-                   help="backend of the FV-Adv methods (lirpa: batched branch and bound; "
-                        "marabou: the paper's complete solver, far slower)")
+    r.add_argument(
+        "--verifier",
+        choices=["lirpa", "marabou"],
+        default="lirpa",
+        help="backend of the FV-Adv methods (lirpa: batched branch and bound; "
+        "marabou: the paper's complete solver, far slower)",
+    )
     r.add_argument("--protocol", choices=["paper", "clean"], default="paper")
     r.add_argument("--arch", choices=["mlp", "cnn"], default="mlp")
     r.add_argument("--hidden", type=int, default=128)
     r.add_argument("--epochs", type=int, default=10)
     r.add_argument("--batch-size", type=int, default=32)
     r.add_argument("--lr", type=float, default=1e-3)
-    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    r.add_argument("--data-root", default=None, help="dataset cache (default $DALV_DATA)")
+    r.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu or cuda"
+    )
+    r.add_argument(
+        "--data-root", default=None, help="dataset cache (default $DALV_DATA)"
+    )
     r.add_argument("--out", default=None, help="output folder (default runs/<dataset>)")
     r.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("reproduce", help="run a preset grid and render its report")
     rep.add_argument("--preset", required=True)
     rep.add_argument("--seeds", type=_seeds, default=None)
-    rep.add_argument("--out", default=None, help="report folder (default reports/<preset>)")
+    rep.add_argument(
+        "--out", default=None, help="report folder (default reports/<preset>)"
+    )
     rep.add_argument("--runs", default=None, help="run folder (default runs/<preset>)")
-    rep.add_argument("--jobs", type=int, default=None,
-                     help="cells run in parallel (default: one per CPU core, one thread each)")
-    rep.add_argument("--executor", choices=["local", "slurm"], default="local",
-                     help="local processes, or a Slurm job array through submitit (--runs "
-                          "must then be on a folder the nodes share)")
-    rep.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
-                     help="a submitit/sbatch parameter, repeatable: partition=gpu, "
-                          "account=lab, gpus_per_node=1, timeout_min=600, mem_gb=16")
+    rep.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="cells run in parallel (default: one per CPU core, one thread each)",
+    )
+    rep.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        default="local",
+        help="local processes, or a Slurm job array through submitit (--runs "
+        "must then be on a folder the nodes share)",
+    )
+    rep.add_argument(
+        "--slurm-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a submitit/sbatch parameter, repeatable: partition=gpu, "
+        "account=lab, gpus_per_node=1, timeout_min=600, mem_gb=16",
+    )
     rep.add_argument("--data-root", default=None)
-    rep.add_argument("--verifier", choices=["lirpa", "marabou"], default=None,
-                     help="backend of the FV-Adv methods (default: the preset's, lirpa)")
+    rep.add_argument(
+        "--verifier",
+        choices=["lirpa", "marabou"],
+        default=None,
+        help="backend of the FV-Adv methods (default: the preset's, lirpa)",
+    )
     rep.add_argument("--device", default="auto")
 
     d = sub.add_parser("download", help="fetch a torchvision dataset into the cache")
@@ -118,22 +174,34 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from dalv.plots import aubc_table
 
     if a.dataset not in ddata.DATASETS:
-        raise ValueError(f"unknown dataset {a.dataset!r}; choose one of: {', '.join(ddata.DATASETS)}")
+        raise ValueError(
+            f"unknown dataset {a.dataset!r}; choose one of: {', '.join(ddata.DATASETS)}"
+        )
     if a.k < 1:
         raise ValueError(f"--k must be >= 1, got {a.k}")
     methods = [m.with_verifier(a.verifier) for m in _resolve_methods(a.method, a.k)]
-    cfg = ExperimentConfig(dataset=a.dataset, n_initial=a.initial, budget=a.budget,
-                           n_cycles=a.cycles, candidates=a.candidates or None,
-                           protocol=a.protocol, model=ModelConfig(a.arch, a.hidden),
-                           train=TrainConfig(a.epochs, a.lr, a.batch_size), device=a.device)
+    cfg = ExperimentConfig(
+        dataset=a.dataset,
+        n_initial=a.initial,
+        budget=a.budget,
+        n_cycles=a.cycles,
+        candidates=a.candidates or None,
+        protocol=a.protocol,
+        model=ModelConfig(a.arch, a.hidden),
+        train=TrainConfig(a.epochs, a.lr, a.batch_size),
+        device=a.device,
+    )
     data = ddata.load(a.dataset, a.data_root)
     if cfg.n_labels_needed > len(data.x_train):
-        raise ValueError(f"{cfg.n_initial} initial + {cfg.n_cycles} cycles × {cfg.budget} = "
-                         f"{cfg.n_labels_needed} labels, but {a.dataset} has only "
-                         f"{len(data.x_train)} training rows; lower --cycles or --budget")
+        raise ValueError(
+            f"{cfg.n_initial} initial + {cfg.n_cycles} cycles × {cfg.budget} = "
+            f"{cfg.n_labels_needed} labels, but {a.dataset} has only "
+            f"{len(data.x_train)} training rows; lower --cycles or --budget"
+        )
     out = Path(a.out) if a.out else Path("runs") / a.dataset
-    table = run_grid(methods, data, cfg, seeds=a.seeds, out_dir=out,
-                     progress=not a.no_progress)
+    table = run_grid(
+        methods, data, cfg, seeds=a.seeds, out_dir=out, progress=not a.no_progress
+    )
     print(aubc_table(table).to_string(index=False))
     print(f"results: {out / 'results.csv'}")
     return 0
@@ -153,9 +221,18 @@ def _key_values(items: list[str]) -> dict[str, object]:
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     from dalv.reproduce import reproduce
 
-    reproduce(a.preset, seeds=a.seeds, out=a.out, runs=a.runs, jobs=a.jobs,
-              executor=a.executor, data_root=a.data_root, device=a.device,
-              slurm=_key_values(a.slurm_arg), verifier=a.verifier)
+    reproduce(
+        a.preset,
+        seeds=a.seeds,
+        out=a.out,
+        runs=a.runs,
+        jobs=a.jobs,
+        executor=a.executor,
+        data_root=a.data_root,
+        device=a.device,
+        slurm=_key_values(a.slurm_arg),
+        verifier=a.verifier,
+    )
     return 0
 
 
@@ -177,13 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     from dalv.loop import CheckpointError
 
     try:
-        return {"run": _cmd_run, "reproduce": _cmd_reproduce,
-                "download": _cmd_download}[args.command](args)
+        return {
+            "run": _cmd_run,
+            "reproduce": _cmd_reproduce,
+            "download": _cmd_download,
+        }[args.command](args)
     except (ValueError, CheckpointError, DatasetNotFoundError) as e:
-        msg = " ".join(str(e).split()) if not isinstance(e, DatasetNotFoundError) else str(e)
+        msg = (
+            " ".join(str(e).split())
+            if not isinstance(e, DatasetNotFoundError)
+            else str(e)
+        )
         print(f"dalv: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dalv: interrupted; finished cycles are saved, rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            "dalv: interrupted; finished cycles are saved, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130

@@ -99,9 +99,15 @@ class ExperimentConfig:
         if self.candidates is not None and self.candidates < 1:
             raise ValueError(f"candidates must be >= 1 or None, got {self.candidates}")
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {PROTOCOLS}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"unknown device {self.device!r}; choose auto, cpu or cuda")
+            raise ValueError(
+                f"unknown protocol {self.protocol!r}; choose one of {PROTOCOLS}"
+            )
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith(
+            "cuda:"
+        ):
+            raise ValueError(
+                f"unknown device {self.device!r}; choose auto, cpu or cuda"
+            )
 
     @property
     def n_labels_needed(self) -> int:

@@ -20,14 +20,41 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Dataset", "ActivePool", "load", "DATASETS", "default_root", "flatten",
-           "DatasetNotFoundError"]
+__all__ = [
+    "Dataset",
+    "ActivePool",
+    "load",
+    "DATASETS",
+    "default_root",
+    "flatten",
+    "DatasetNotFoundError",
+]
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
-FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                 "Sneaker", "Bag", "Ankle boot")
-CIFAR_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-               "ship", "truck")
+FASHION_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -62,8 +89,10 @@ class Dataset:
         return len(self.classes)
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}, train={len(self.x_train)}, test={len(self.x_test)}, "
-                f"input_shape={self.input_shape}, classes={self.n_classes})")
+        return (
+            f"Dataset({self.name!r}, train={len(self.x_train)}, test={len(self.x_test)}, "
+            f"input_shape={self.input_shape}, classes={self.n_classes})"
+        )
 
 
 def flatten(x: Tensor) -> Tensor:
@@ -86,7 +115,9 @@ class ActivePool:
 
     UNLABELLED = -1
 
-    def __init__(self, x: Tensor, y: Tensor, labeled_at: np.ndarray | None = None) -> None:
+    def __init__(
+        self, x: Tensor, y: Tensor, labeled_at: np.ndarray | None = None
+    ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
         n = len(x)
@@ -94,7 +125,9 @@ class ActivePool:
             labeled_at = np.full(n, self.UNLABELLED, dtype=np.int64)
         labeled_at = np.asarray(labeled_at, dtype=np.int64)
         if labeled_at.shape != (n,):
-            raise ValueError(f"labeled_at must have shape ({n},), got {labeled_at.shape}")
+            raise ValueError(
+                f"labeled_at must have shape ({n},), got {labeled_at.shape}"
+            )
         self.x, self.y = x, y
         self.labeled_at = labeled_at.copy()
 
@@ -142,13 +175,16 @@ class ActivePool:
             raise ValueError("indices to label contain duplicates")
         already = idx[self.labeled_at[idx] >= 0]
         if len(already):
-            raise ValueError(f"{len(already)} indices are already labelled, "
-                             f"e.g. {already[:5].tolist()}")
+            raise ValueError(
+                f"{len(already)} indices are already labelled, "
+                f"e.g. {already[:5].tolist()}"
+            )
         self.labeled_at[idx] = round
         return self.y[torch.from_numpy(idx)]
 
 
 # --------------------------------------------------------------------------- loaders
+
 
 def default_root() -> Path:
     """Cache folder for downloadable datasets: ``$DALV_DATA``, else ``~/.cache/dalv``."""
@@ -170,8 +206,9 @@ def _load_digits(root: Path | None) -> Dataset:
 
     d = load_digits()
     x = d.images.astype(np.float32)[:, None]  # [1797, 1, 8, 8], values 0..16
-    tr, te = train_test_split(np.arange(len(x)), test_size=0.25, random_state=0,
-                              stratify=d.target)
+    tr, te = train_test_split(
+        np.arange(len(x)), test_size=0.25, random_state=0, stratify=d.target
+    )
     x_tr, y_tr = _to_tensors(x[tr], d.target[tr], 16.0)
     x_te, y_te = _to_tensors(x[te], d.target[te], 16.0)
     return Dataset("digits", x_tr, y_tr, x_te, y_te, DIGIT_NAMES)
@@ -182,8 +219,9 @@ def _load_mnist5k(root: Path | None) -> Dataset:
     from sklearn.model_selection import train_test_split
 
     x, y = mnist_data()  # [5000, 784] values 0..255, [5000]
-    tr, te = train_test_split(np.arange(len(x)), train_size=4000, test_size=1000,
-                              random_state=0, stratify=y)
+    tr, te = train_test_split(
+        np.arange(len(x)), train_size=4000, test_size=1000, random_state=0, stratify=y
+    )
     x = x.reshape(-1, 1, 28, 28)
     x_tr, y_tr = _to_tensors(x[tr], y[tr], 255.0)
     x_te, y_te = _to_tensors(x[te], y[te], 255.0)
@@ -192,8 +230,12 @@ def _load_mnist5k(root: Path | None) -> Dataset:
 
 # --- MNIST-style idx files (torchvision's on-disk layout: <root>/<Folder>/raw/<file>)
 
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -207,7 +249,9 @@ def read_idx(path: Path) -> np.ndarray:
     dims = np.frombuffer(data, dtype=">i4", count=ndim, offset=4)
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values, got {arr.size}")
+        raise ValueError(
+            f"{path} is truncated: expected {int(np.prod(dims))} values, got {arr.size}"
+        )
     return arr.reshape(tuple(int(d) for d in dims))
 
 
@@ -218,8 +262,13 @@ def _find(raw: Path, name: str) -> Path | None:
     return None
 
 
-def _ensure(root: Path, folder: Path, files: tuple[str, ...], download: Callable[[], None],
-            dataset: str) -> None:
+def _ensure(
+    root: Path,
+    folder: Path,
+    files: tuple[str, ...],
+    download: Callable[[], None],
+    dataset: str,
+) -> None:
     if all(_find(folder, f) for f in files):
         return
     try:
@@ -232,16 +281,24 @@ def _ensure(root: Path, folder: Path, files: tuple[str, ...], download: Callable
             f"`python -m dalv download {dataset} --root {root}`) or set DALV_DATA:\n  {listing}"
         ) from None
     if not all(_find(folder, f) for f in files):
-        raise DatasetNotFoundError(f"{dataset}: download finished but files are missing in {folder}")
+        raise DatasetNotFoundError(
+            f"{dataset}: download finished but files are missing in {folder}"
+        )
 
 
-def _load_idx_dataset(name: str, folder_name: str, classes: tuple[str, ...], tv_cls: str,
-                      root: Path | None) -> Dataset:
+def _load_idx_dataset(
+    name: str,
+    folder_name: str,
+    classes: tuple[str, ...],
+    tv_cls: str,
+    root: Path | None,
+) -> Dataset:
     root = Path(root) if root is not None else default_root()
     raw = root / folder_name / "raw"
 
     def download() -> None:
         import torchvision.datasets as tvd
+
         getattr(tvd, tv_cls)(str(root), train=True, download=True)
         getattr(tvd, tv_cls)(str(root), train=False, download=True)
 
@@ -269,12 +326,16 @@ def _load_cifar10(root: Path | None) -> Dataset:
 
     def download() -> None:
         import torchvision.datasets as tvd
+
         tvd.CIFAR10(str(root), train=True, download=True)
 
     _ensure(root, folder, CIFAR_FILES, download, "cifar10")
     parts = [_read_cifar_batch(folder / f) for f in CIFAR_FILES[:5]]
-    x_tr, y_tr = _to_tensors(np.concatenate([p[0] for p in parts]),
-                             np.concatenate([p[1] for p in parts]), 255.0)
+    x_tr, y_tr = _to_tensors(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        255.0,
+    )
     x_te, y_te = _to_tensors(*_read_cifar_batch(folder / "test_batch"), 255.0)
     return Dataset("cifar10", x_tr, y_tr, x_te, y_te, CIFAR_NAMES)
 
@@ -282,9 +343,12 @@ def _load_cifar10(root: Path | None) -> Dataset:
 DATASETS: dict[str, Callable[[Path | None], Dataset]] = {
     "digits": _load_digits,
     "mnist5k": _load_mnist5k,
-    "mnist": lambda root: _load_idx_dataset("mnist", "MNIST", DIGIT_NAMES, "MNIST", root),
-    "fashion_mnist": lambda root: _load_idx_dataset("fashion_mnist", "FashionMNIST",
-                                                    FASHION_NAMES, "FashionMNIST", root),
+    "mnist": lambda root: _load_idx_dataset(
+        "mnist", "MNIST", DIGIT_NAMES, "MNIST", root
+    ),
+    "fashion_mnist": lambda root: _load_idx_dataset(
+        "fashion_mnist", "FashionMNIST", FASHION_NAMES, "FashionMNIST", root
+    ),
     "cifar10": _load_cifar10,
 }
 """Known dataset names. ``digits`` and ``mnist5k`` ship inside installed packages."""
@@ -310,5 +374,7 @@ def load(name: str, root: str | os.PathLike | None = None) -> Dataset:
             the files expected there).
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}"
+        )
     return DATASETS[name](Path(root) if root is not None else None)

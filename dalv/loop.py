@@ -45,8 +45,20 @@ from dalv.methods import Method, method_from_dict, method_to_dict
 from dalv.models import build, resolve_device
 from dalv.train import evaluate, fit
 
-__all__ = ["run", "run_grid", "rng_for", "torch_seed", "cycle_rng", "fit_seed", "RunSpec", "CheckpointError",
-           "load_checkpoint", "initial_state", "load_cycle", "with_candidates"]
+__all__ = [
+    "run",
+    "run_grid",
+    "rng_for",
+    "torch_seed",
+    "cycle_rng",
+    "fit_seed",
+    "RunSpec",
+    "CheckpointError",
+    "load_checkpoint",
+    "initial_state",
+    "load_cycle",
+    "with_candidates",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +99,11 @@ class RunSpec:
     seed: int
 
     def to_dict(self) -> dict:
-        return {"method": method_to_dict(self.method), "experiment": to_dict(self.config),
-                "seed": self.seed}
+        return {
+            "method": method_to_dict(self.method),
+            "experiment": to_dict(self.config),
+            "seed": self.seed,
+        }
 
     @property
     def hash(self) -> str:
@@ -96,11 +111,15 @@ class RunSpec:
 
     @staticmethod
     def from_dict(d: dict) -> "RunSpec":
-        return RunSpec(method_from_dict(d["method"]), experiment_from_dict(d["experiment"]),
-                       int(d["seed"]))
+        return RunSpec(
+            method_from_dict(d["method"]),
+            experiment_from_dict(d["experiment"]),
+            int(d["seed"]),
+        )
 
 
 # ------------------------------------------------------------------ atomic files
+
 
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +145,7 @@ def write_json(obj: dict, path: Path) -> None:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True, default=str)
             f.write("\n")
+
     _atomic_write(Path(path), w)
 
 
@@ -141,10 +161,12 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(
             f"checkpoint {path} is unreadable ({type(e).__name__}: {str(e)[:100]}). Delete it "
             f"and any later cycle_*.pt files to recompute from that cycle; earlier cycles are "
-            f"kept.") from None
+            f"kept."
+        ) from None
 
 
 # ------------------------------------------------------------------ the loop
+
 
 def with_candidates(strategy, n: int | None):
     """``strategy`` with every ``candidates`` field (nested ones too) set to ``n``.
@@ -164,31 +186,49 @@ def with_candidates(strategy, n: int | None):
         elif dataclasses.is_dataclass(v) and not isinstance(v, type):
             changes[f.name] = with_candidates(v, n)
         elif isinstance(v, tuple) and any(dataclasses.is_dataclass(e) for e in v):
-            changes[f.name] = tuple(with_candidates(e, n) if dataclasses.is_dataclass(e)
-                                    else (tuple(with_candidates(i, n) for i in e)
-                                          if isinstance(e, tuple) else e) for e in v)
+            changes[f.name] = tuple(
+                with_candidates(e, n)
+                if dataclasses.is_dataclass(e)
+                else (
+                    tuple(with_candidates(i, n) for i in e)
+                    if isinstance(e, tuple)
+                    else e
+                )
+                for e in v
+            )
     return dataclasses.replace(strategy, **changes) if changes else strategy
 
 
 def _check_size(data: Dataset, cfg: ExperimentConfig) -> None:
     n = len(data.x_train)
     if cfg.n_labels_needed > n:
-        raise ValueError(f"the experiment needs {cfg.n_labels_needed} labels "
-                         f"({cfg.n_initial} initial + {cfg.n_cycles} cycles × {cfg.budget}) but "
-                         f"{data.name} has {n} training rows; lower --cycles or --budget")
+        raise ValueError(
+            f"the experiment needs {cfg.n_labels_needed} labels "
+            f"({cfg.n_initial} initial + {cfg.n_cycles} cycles × {cfg.budget}) but "
+            f"{data.name} has {n} training rows; lower --cycles or --budget"
+        )
 
 
-def initial_state(data: Dataset, cfg: ExperimentConfig, seed: int,
-                  device: torch.device) -> tuple[np.ndarray, nn.Module]:
+def initial_state(
+    data: Dataset, cfg: ExperimentConfig, seed: int, device: torch.device
+) -> tuple[np.ndarray, nn.Module]:
     """The seed's initial labelled set and θ_init (shared by every method of the seed)."""
     _check_size(data, cfg)
     n = len(data.x_train)
-    init_idx = np.sort(rng_for(seed, _INIT_SET).choice(n, size=cfg.n_initial, replace=False))
-    model = build(cfg.model, data.input_shape, data.n_classes,
-                  seed=torch_seed(seed, _INIT_MODEL)).to(device)
+    init_idx = np.sort(
+        rng_for(seed, _INIT_SET).choice(n, size=cfg.n_initial, replace=False)
+    )
+    model = build(
+        cfg.model, data.input_shape, data.n_classes, seed=torch_seed(seed, _INIT_MODEL)
+    ).to(device)
     t = torch.from_numpy(init_idx)
-    fit(model, data.x_train[t].to(device), data.y_train[t].to(device), cfg.train,
-        seed=torch_seed(seed, _INIT_FIT))
+    fit(
+        model,
+        data.x_train[t].to(device),
+        data.y_train[t].to(device),
+        cfg.train,
+        seed=torch_seed(seed, _INIT_FIT),
+    )
     return init_idx, model
 
 
@@ -198,17 +238,29 @@ def _check_folder(out: Path, spec: RunSpec) -> None:
         try:
             old = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as e:
-            raise CheckpointError(f"{cfg_path} is not valid JSON ({e}); fix or delete it") from None
+            raise CheckpointError(
+                f"{cfg_path} is not valid JSON ({e}); fix or delete it"
+            ) from None
         if old.get("hash") != spec.hash:
             raise CheckpointError(
                 f"{out} holds a run with a different configuration (hash {old.get('hash')} vs "
-                f"{spec.hash}); choose another --out folder or delete that one")
+                f"{spec.hash}); choose another --out folder or delete that one"
+            )
     else:
-        write_json({**spec.to_dict(), "hash": spec.hash, "dalv_version": __version__}, cfg_path)
+        write_json(
+            {**spec.to_dict(), "hash": spec.hash, "dalv_version": __version__}, cfg_path
+        )
 
 
-def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
-        out_dir: str | os.PathLike | None = None, progress: bool = True) -> pd.DataFrame:
+def run(
+    method: Method,
+    data: Dataset,
+    cfg: ExperimentConfig,
+    *,
+    seed: int,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Run one active-learning experiment; returns its tidy table (one row per cycle).
 
     With ``out_dir``, the run writes ``config.json``, ``results.csv`` (rewritten atomically
@@ -238,12 +290,16 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
     if init_path is not None and init_path.exists():
         st = load_checkpoint(init_path)
         init_idx = st["init_idx"]
-        theta_init = build(cfg.model, data.input_shape, data.n_classes, seed=0).to(device)
+        theta_init = build(cfg.model, data.input_shape, data.n_classes, seed=0).to(
+            device
+        )
         theta_init.load_state_dict(st["model"])
     else:
         init_idx, theta_init = initial_state(data, cfg, seed, device)
         if init_path is not None:
-            _save_torch({"init_idx": init_idx, "model": theta_init.state_dict()}, init_path)
+            _save_torch(
+                {"init_idx": init_idx, "model": theta_init.state_dict()}, init_path
+            )
 
     pool = ActivePool(x_train, y_train)
     pool.label(init_idx, round=0)
@@ -257,7 +313,9 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
     while ckpt_dir is not None and (ckpt_dir / f"cycle_{start:03d}.pt").exists():
         st = load_checkpoint(ckpt_dir / f"cycle_{start:03d}.pt")
         pool.label(np.flatnonzero(st["labeled_at"] == start + 1), round=start + 1)
-        bank = bank + AugmentedBatch(st["adv_x"].to(device), st["adv_y"].to(device), st["adv_src"])
+        bank = bank + AugmentedBatch(
+            st["adv_x"].to(device), st["adv_y"].to(device), st["adv_src"]
+        )
         rows.append(st["row"])
         model = copy.deepcopy(theta_init)
         model.load_state_dict(st["model"])
@@ -266,8 +324,13 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
         log.info("resuming %s seed %d at cycle %d", method.name, seed, start)
 
     strategy = with_candidates(method.strategy, cfg.candidates)
-    bar = _progress(range(start, cfg.n_cycles), progress, f"{method.name} · seed {seed}",
-                    cfg.n_cycles, start)
+    bar = _progress(
+        range(start, cfg.n_cycles),
+        progress,
+        f"{method.name} · seed {seed}",
+        cfg.n_cycles,
+        start,
+    )
     for t in bar:
         rng = cycle_rng(seed, t)
         t0 = time.perf_counter()
@@ -275,8 +338,9 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
         t1 = time.perf_counter()
         y_sel = pool.label(sel.idx, round=t + 1)
         idx_t = torch.from_numpy(sel.idx)
-        batch = method.augmenter.generate(model, pool.x[idx_t], y_sel, source_idx=sel.idx,
-                                          hints=sel, rng=rng)
+        batch = method.augmenter.generate(
+            model, pool.x[idx_t], y_sel, source_idx=sel.idx, hints=sel, rng=rng
+        )
         t2 = time.perf_counter()
         bank = bank + batch
 
@@ -285,8 +349,12 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
             model = copy.deepcopy(theta_init)
         else:
             train_idx = pool.labeled_idx
-            model = build(cfg.model, data.input_shape, data.n_classes,
-                          seed=torch_seed(seed, _MODEL, t)).to(device)
+            model = build(
+                cfg.model,
+                data.input_shape,
+                data.n_classes,
+                seed=torch_seed(seed, _MODEL, t),
+            ).to(device)
         ti = torch.from_numpy(train_idx)
         x_fit = torch.cat([pool.x[ti], bank.x])
         y_fit = torch.cat([pool.y[ti], bank.y])
@@ -295,20 +363,40 @@ def run(method: Method, data: Dataset, cfg: ExperimentConfig, *, seed: int,
         acc = evaluate(model, x_test, y_test)
         t4 = time.perf_counter()
 
-        row = {"dataset": data.name, "method": method.name, "seed": seed, "cycle": t,
-               "n_labeled": pool.n_labeled, "n_train": len(x_fit), "n_adv": len(bank),
-               "n_adv_new": len(batch), "test_acc": acc, "query_s": t1 - t0,
-               "augment_s": t2 - t1, "train_s": t3 - t2, "eval_s": t4 - t3,
-               "protocol": cfg.protocol, "config_hash": spec.hash,
-               # float sums in training depend on the thread count: record it
-               "threads": torch.get_num_threads(), "device": str(device)}
+        row = {
+            "dataset": data.name,
+            "method": method.name,
+            "seed": seed,
+            "cycle": t,
+            "n_labeled": pool.n_labeled,
+            "n_train": len(x_fit),
+            "n_adv": len(bank),
+            "n_adv_new": len(batch),
+            "test_acc": acc,
+            "query_s": t1 - t0,
+            "augment_s": t2 - t1,
+            "train_s": t3 - t2,
+            "eval_s": t4 - t3,
+            "protocol": cfg.protocol,
+            "config_hash": spec.hash,
+            # float sums in training depend on the thread count: record it
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+        }
         row.update({f"aug_{k}": v for k, v in batch.stats.items()})
         rows.append(row)
         if ckpt_dir is not None:
-            _save_torch({"model": model.state_dict(), "labeled_at": pool.labeled_at.copy(),
-                         "adv_x": batch.x.cpu(), "adv_y": batch.y.cpu(),
-                         "adv_src": batch.source_idx, "row": row},
-                        ckpt_dir / f"cycle_{t:03d}.pt")
+            _save_torch(
+                {
+                    "model": model.state_dict(),
+                    "labeled_at": pool.labeled_at.copy(),
+                    "adv_x": batch.x.cpu(),
+                    "adv_y": batch.y.cpu(),
+                    "adv_src": batch.source_idx,
+                    "row": row,
+                },
+                ckpt_dir / f"cycle_{t:03d}.pt",
+            )
             write_csv(pd.DataFrame(rows), out / "results.csv")
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(acc=f"{acc:.3f}", adv=len(bank))
@@ -342,12 +430,19 @@ def _progress(it: Iterable, on: bool, desc: str, total: int, initial: int):
     if not on:
         return it
     from tqdm.auto import tqdm
+
     return tqdm(it, desc=desc, total=total, initial=initial, leave=False, unit="cycle")
 
 
-def run_grid(methods: Sequence[Method], data: Dataset, cfg: ExperimentConfig, *,
-             seeds: Sequence[int], out_dir: str | os.PathLike | None = None,
-             progress: bool = True) -> pd.DataFrame:
+def run_grid(
+    methods: Sequence[Method],
+    data: Dataset,
+    cfg: ExperimentConfig,
+    *,
+    seeds: Sequence[int],
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Run every (method, seed) in turn (finished ones are read back, not rerun).
 
     Layout: ``out_dir/<method slug>/seed_<s>/`` per run and ``out_dir/results.csv`` with

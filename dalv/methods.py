@@ -17,8 +17,15 @@ from typing import Any, Callable
 from dalv.augment import Augmenter, NoAugment
 from dalv.strategies import BADGE, CoreSet, Entropy, Margin, Random, Strategy
 
-__all__ = ["Method", "registry", "get", "method_names", "method_to_dict", "method_from_dict",
-           "register_type"]
+__all__ = [
+    "Method",
+    "registry",
+    "get",
+    "method_names",
+    "method_to_dict",
+    "method_from_dict",
+    "register_type",
+]
 
 
 @dataclass(frozen=True)
@@ -46,16 +53,23 @@ class Method:
     @property
     def slug(self) -> str:
         """A file-system-safe version of ``name``."""
-        return "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name).strip("_")
+        return "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name).strip(
+            "_"
+        )
 
     def with_verifier(self, backend: str) -> "Method":
         """The same method with its augmenter on another verifier backend (``"lirpa"`` or
         ``"marabou"``); methods whose augmenter uses no verifier come back unchanged."""
         set_backend = getattr(self.augmenter, "with_backend", None)
-        return dataclasses.replace(self, augmenter=set_backend(backend)) if set_backend else self
+        return (
+            dataclasses.replace(self, augmenter=set_backend(backend))
+            if set_backend
+            else self
+        )
 
 
 # ------------------------------------------------------------------ the registry
+
 
 def _baselines() -> dict[str, Method]:
     return {
@@ -96,7 +110,9 @@ def get(name: str, k: int = 10) -> Method:
     """
     methods = registry(k)
     if name not in methods:
-        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(methods)}")
+        raise ValueError(
+            f"unknown method {name!r}; choose one of: {', '.join(methods)}"
+        )
     return methods[name]
 
 
@@ -131,8 +147,12 @@ def _register_extension(module: Any) -> None:
         register_type(cls)
     compose = getattr(module, "paper_compositions", None)
     if compose is not None:
-        add_provider(lambda k: {name: Method(strategy, augmenter, label=name)
-                                for name, (strategy, augmenter) in compose(k).items()})
+        add_provider(
+            lambda k: {
+                name: Method(strategy, augmenter, label=name)
+                for name, (strategy, augmenter) in compose(k).items()
+            }
+        )
 
 
 # ------------------------------------------------------------------ (de)serialisation
@@ -153,7 +173,9 @@ for _cls in (Random, Entropy, Margin, BADGE, CoreSet, NoAugment):
 def _encode(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         if type(obj).__name__ not in _TYPES:
-            raise TypeError(f"{type(obj).__name__} is not registered with register_type")
+            raise TypeError(
+                f"{type(obj).__name__} is not registered with register_type"
+            )
         d = {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
         return {"type": type(obj).__name__, **d}
     if isinstance(obj, (list, tuple)):
@@ -166,7 +188,9 @@ def _decode(obj: Any) -> Any:
         d = dict(obj)
         name = d.pop("type")
         if name not in _TYPES:
-            raise ValueError(f"unknown type {name!r} in a stored method; known: {sorted(_TYPES)}")
+            raise ValueError(
+                f"unknown type {name!r} in a stored method; known: {sorted(_TYPES)}"
+            )
         return _TYPES[name](**{k: _decode(v) for k, v in d.items()})
     if isinstance(obj, list):
         return tuple(_decode(v) for v in obj)
@@ -176,8 +200,11 @@ def _decode(obj: Any) -> Any:
 def method_to_dict(method: Method) -> dict[str, Any]:
     """JSON-ready fields of a method: ``{"label", "strategy": {...}, "augmenter": {...}}``."""
     _load_extensions()
-    return {"label": method.label, "strategy": _encode(method.strategy),
-            "augmenter": _encode(method.augmenter)}
+    return {
+        "label": method.label,
+        "strategy": _encode(method.strategy),
+        "augmenter": _encode(method.augmenter),
+    }
 
 
 def method_from_dict(d: dict[str, Any]) -> Method:

@@ -10,8 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["aubc", "curves", "summarize", "paired_wins", "pairwise_distance_stats",
-           "within_group_distance_stats"]
+__all__ = [
+    "aubc",
+    "curves",
+    "summarize",
+    "paired_wins",
+    "pairwise_distance_stats",
+    "within_group_distance_stats",
+]
 
 
 def aubc(acc: np.ndarray | list[float]) -> float:
@@ -39,8 +45,15 @@ def per_seed(table: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """AUBC and final value per (method, seed)."""
     rows = []
     for (m, s), g in table.sort_values("cycle").groupby(["method", "seed"], sort=False):
-        rows.append({"method": m, "seed": s, "aubc": aubc(g[metric].to_numpy()),
-                     "final": float(g[metric].iloc[-1]), "cycles": len(g)})
+        rows.append(
+            {
+                "method": m,
+                "seed": s,
+                "aubc": aubc(g[metric].to_numpy()),
+                "final": float(g[metric].iloc[-1]),
+                "cycles": len(g),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -52,14 +65,19 @@ def summarize(table: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """
     ps = per_seed(table, metric)
     out = ps.groupby("method", sort=False).agg(
-        aubc_mean=("aubc", "mean"), aubc_std=("aubc", "std"),
-        final_mean=("final", "mean"), final_std=("final", "std"),
-        seeds=("seed", "nunique"), cycles=("cycles", "max"))
+        aubc_mean=("aubc", "mean"),
+        aubc_std=("aubc", "std"),
+        final_mean=("final", "mean"),
+        final_std=("final", "std"),
+        seeds=("seed", "nunique"),
+        cycles=("cycles", "max"),
+    )
     return out.sort_values("aubc_mean", ascending=False).reset_index()
 
 
-def paired_wins(table: pd.DataFrame, a: str, b: str, metric: str = "test_acc",
-                on: str = "aubc") -> dict[str, float]:
+def paired_wins(
+    table: pd.DataFrame, a: str, b: str, metric: str = "test_acc", on: str = "aubc"
+) -> dict[str, float]:
     """Seeds where method ``a`` beats ``b`` (by per-seed ``on`` = "aubc" or "final").
 
     Returns ``{"wins", "seeds", "mean_delta"}`` over the seeds both methods ran.
@@ -68,7 +86,11 @@ def paired_wins(table: pd.DataFrame, a: str, b: str, metric: str = "test_acc",
     if a not in ps or b not in ps:
         raise ValueError(f"both methods must be in the table; have {list(ps.columns)}")
     d = (ps[a] - ps[b]).dropna()
-    return {"wins": int((d > 0).sum()), "seeds": int(len(d)), "mean_delta": float(d.mean())}
+    return {
+        "wins": int((d > 0).sum()),
+        "seeds": int(len(d)),
+        "mean_delta": float(d.mean()),
+    }
 
 
 def pairwise_distance_stats(feats: np.ndarray) -> dict[str, float]:
@@ -86,14 +108,31 @@ def pairwise_distance_stats(feats: np.ndarray) -> dict[str, float]:
 
 def _distance_stats(d: np.ndarray, n: int) -> dict[str, float]:
     if len(d) == 0:
-        return {"num_points": n, "mean": np.nan, "std": np.nan, "median": np.nan,
-                "p10": np.nan, "p90": np.nan, "min": np.nan, "max": np.nan}
-    return {"num_points": n, "mean": d.mean(), "std": d.std(), "median": np.median(d),
-            "p10": np.percentile(d, 10), "p90": np.percentile(d, 90), "min": d.min(),
-            "max": d.max()}
+        return {
+            "num_points": n,
+            "mean": np.nan,
+            "std": np.nan,
+            "median": np.nan,
+            "p10": np.nan,
+            "p90": np.nan,
+            "min": np.nan,
+            "max": np.nan,
+        }
+    return {
+        "num_points": n,
+        "mean": d.mean(),
+        "std": d.std(),
+        "median": np.median(d),
+        "p10": np.percentile(d, 10),
+        "p90": np.percentile(d, 90),
+        "min": d.min(),
+        "max": d.max(),
+    }
 
 
-def within_group_distance_stats(feats: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+def within_group_distance_stats(
+    feats: np.ndarray, groups: np.ndarray
+) -> dict[str, float]:
     """``pairwise_distance_stats`` over the pairs that share a group only (e.g. the
     adversarial examples of one queried image), pooled over groups.
 
@@ -109,11 +148,13 @@ def within_group_distance_stats(feats: np.ndarray, groups: np.ndarray) -> dict[s
         raise ValueError(f"feats has {len(f)} rows but groups has {len(g)}")
     _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
     order = np.argsort(inv, kind="stable")
-    slot = np.arange(len(g)) - np.repeat(np.cumsum(counts) - counts, counts)  # rank in group
+    slot = np.arange(len(g)) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )  # rank in group
     pad = np.zeros((len(counts), counts.max(initial=0), f.shape[1]))
     valid = np.zeros(pad.shape[:2], dtype=bool)
     pad[inv[order], slot], valid[inv[order], slot] = f[order], True
-    diff = pad[:, :, None, :] - pad[:, None, :, :]          # [G, k, k, d]
+    diff = pad[:, :, None, :] - pad[:, None, :, :]  # [G, k, k, d]
     dist = np.sqrt((diff * diff).sum(-1))
     upper = np.triu(np.ones(dist.shape[1:], dtype=bool), 1)[None]
     pairs = upper & valid[:, :, None] & valid[:, None, :]

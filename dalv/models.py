@@ -19,16 +19,23 @@ from dalv.config import ModelConfig
 __all__ = ["mlp", "cnn", "build", "embed", "resolve_device", "glorot_init_"]
 
 
-def glorot_init_(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+def glorot_init_(
+    model: nn.Module, generator: torch.Generator | None = None
+) -> nn.Module:
     """Keras' defaults (Glorot-uniform weights, zero biases), as the reference code trains."""
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             fan_in = m.weight[0].numel()
-            fan_out = m.weight.shape[0] * (m.weight[0][0].numel() if m.weight.dim() > 2 else 1)
+            fan_out = m.weight.shape[0] * (
+                m.weight[0][0].numel() if m.weight.dim() > 2 else 1
+            )
             bound = math.sqrt(6.0 / (fan_in + fan_out))
             with torch.no_grad():
-                m.weight.copy_(torch.empty_like(m.weight).uniform_(-bound, bound,
-                                                                   generator=generator))
+                m.weight.copy_(
+                    torch.empty_like(m.weight).uniform_(
+                        -bound, bound, generator=generator
+                    )
+                )
                 if m.bias is not None:
                     m.bias.zero_()
     return model
@@ -40,11 +47,17 @@ def mlp(in_features: int, hidden: int = 128, n_classes: int = 10) -> nn.Sequenti
     Shapes:
         input [B, *shape] with prod(shape) = in_features; output logits [B, n_classes].
     """
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(),
-                         nn.Linear(hidden, n_classes, bias=False))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, n_classes, bias=False),
+    )
 
 
-def cnn(input_shape: tuple[int, ...], hidden: int = 128, n_classes: int = 10) -> nn.Sequential:
+def cnn(
+    input_shape: tuple[int, ...], hidden: int = 128, n_classes: int = 10
+) -> nn.Sequential:
     """A small CNN option: two stride-2 3×3 convolutions, then the MLP head.
 
     Shapes:
@@ -54,14 +67,20 @@ def cnn(input_shape: tuple[int, ...], hidden: int = 128, n_classes: int = 10) ->
     oh, ow = (h + 1) // 2, (w + 1) // 2
     oh, ow = (oh + 1) // 2, (ow + 1) // 2
     return nn.Sequential(
-        nn.Conv2d(c, 16, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(32 * oh * ow, hidden), nn.ReLU(),
-        nn.Linear(hidden, n_classes, bias=False))
+        nn.Conv2d(c, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32 * oh * ow, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, n_classes, bias=False),
+    )
 
 
-def build(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int, *,
-          seed: int) -> nn.Sequential:
+def build(
+    cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int, *, seed: int
+) -> nn.Sequential:
     """A freshly initialised model (Glorot-uniform from ``seed``), on the CPU."""
     if cfg.arch == "mlp":
         n_in = math.prod(input_shape)
@@ -87,5 +106,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA GPU is visible; use --device cpu")
+        raise RuntimeError(
+            "device 'cuda' requested but no CUDA GPU is visible; use --device cpu"
+        )
     return torch.device(device)

@@ -16,8 +16,18 @@ import pandas as pd
 from dalv.metrics import paired_wins, per_seed, summarize
 from dalv.paper import FIGURE_METHODS, paper_table
 
-__all__ = ["comparison", "claims", "save_figures", "environment", "render_report",
-           "CLAIMS", "timings", "diversity", "diversity_summary", "verdict"]
+__all__ = [
+    "comparison",
+    "claims",
+    "save_figures",
+    "environment",
+    "render_report",
+    "CLAIMS",
+    "timings",
+    "diversity",
+    "diversity_summary",
+    "verdict",
+]
 
 CLAIMS = [
     # (A, B, what the paper reports on MNIST/F-MNIST/CIFAR-10, spec §8)
@@ -42,8 +52,14 @@ def comparison(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
         paper = summarize(paper_table(dataset)).set_index("method")
     except ValueError:
         paper = pd.DataFrame()
-    out = ours.rename(columns={"aubc_mean": "AUBC", "aubc_std": "AUBC std",
-                               "final_mean": "final", "final_std": "final std"})
+    out = ours.rename(
+        columns={
+            "aubc_mean": "AUBC",
+            "aubc_std": "AUBC std",
+            "final_mean": "final",
+            "final_std": "final std",
+        }
+    )
     if len(paper):
         out["paper AUBC"] = out["method"].map(paper["aubc_mean"])
         out["paper final"] = out["method"].map(paper["final_mean"])
@@ -89,28 +105,41 @@ def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
         if a not in have or b not in have:
             continue
         w = paired_wins(table, a, b)
-        row = {"claim": text, "A": a, "B": b, "our Δ AUBC (A−B)": w["mean_delta"],
-               "our seed wins": f"{w['wins']}/{w['seeds']}"}
+        row = {
+            "claim": text,
+            "A": a,
+            "B": b,
+            "our Δ AUBC (A−B)": w["mean_delta"],
+            "our seed wins": f"{w['wins']}/{w['seeds']}",
+        }
         if ps_paper is not None and {a, b} <= set(ps_paper["method"]):
             pw = paired_wins(ps_paper, a, b)
             row["paper Δ AUBC"] = pw["mean_delta"]
             row["paper seed wins"] = f"{pw['wins']}/{pw['seeds']}"
-            row["paper's own numbers"] = verdict(pw["mean_delta"], pw["wins"], pw["seeds"],
-                                                 on_par="on par" in text)
+            row["paper's own numbers"] = verdict(
+                pw["mean_delta"], pw["wins"], pw["seeds"], on_par="on par" in text
+            )
         elif a in avg_paper and b in avg_paper:
             d = float(avg_paper[a] - avg_paper[b])
             row["paper Δ AUBC"] = d
             row["paper seed wins"] = "n/a (averages only)"
             # without seeds only the sign of the averages speaks
-            row["paper's own numbers"] = verdict(d, int(d > 0), 1, on_par="on par" in text)
-        row["we agree"] = verdict(w["mean_delta"], w["wins"], w["seeds"],
-                                  on_par="on par" in text)
+            row["paper's own numbers"] = verdict(
+                d, int(d > 0), 1, on_par="on par" in text
+            )
+        row["we agree"] = verdict(
+            w["mean_delta"], w["wins"], w["seeds"], on_par="on par" in text
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def diversity(runs: dict[str, Path], cycles: tuple[int, ...] = (0, -1),
-              max_points: int = 2000, seed: int = 0) -> pd.DataFrame:
+def diversity(
+    runs: dict[str, Path],
+    cycles: tuple[int, ...] = (0, -1),
+    max_points: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Pairwise-distance diversity of the adversarial examples each run added (spec §7).
 
     For each run folder and each of ``cycles`` (negative = from the end), the examples added
@@ -142,14 +171,26 @@ def diversity(runs: dict[str, Path], cycles: tuple[int, ...] = (0, -1),
                 feats = {"penultimate": st["model"][:-1](x), "logits": st["model"](x)}
             keep = np.arange(len(x))
             if len(x) > max_points:
-                keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points,
-                                                                  replace=False))
+                keep = np.sort(
+                    np.random.default_rng(seed).choice(
+                        len(x), max_points, replace=False
+                    )
+                )
             for layer, f in feats.items():
                 f = f.double().numpy()
-                for scope, stats in (("all", pairwise_distance_stats(f[keep])),
-                                     ("per image", within_group_distance_stats(f, src))):
-                    rows.append({"run": label, "cycle": cyc, "layer": layer, "scope": scope,
-                                 **stats})
+                for scope, stats in (
+                    ("all", pairwise_distance_stats(f[keep])),
+                    ("per image", within_group_distance_stats(f, src)),
+                ):
+                    rows.append(
+                        {
+                            "run": label,
+                            "cycle": cyc,
+                            "layer": layer,
+                            "scope": scope,
+                            **stats,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -160,14 +201,30 @@ def diversity_summary(div: pd.DataFrame) -> pd.DataFrame:
     Cycle -1 in the index stands for "the last cycle" whatever its number.
     """
     if not len(div):
-        return pd.DataFrame(columns=["method", "scope", "layer", "cycle", "points",
-                                     "mean distance", "std over seeds", "seeds"])
+        return pd.DataFrame(
+            columns=[
+                "method",
+                "scope",
+                "layer",
+                "cycle",
+                "points",
+                "mean distance",
+                "std over seeds",
+                "seeds",
+            ]
+        )
     d = div.copy()
     last = d.groupby("run")["cycle"].transform("max")
     d["cycle"] = np.where((d["cycle"] == last) & (d["cycle"] > 0), -1, d["cycle"])
     g = d.groupby(["method", "scope", "layer", "cycle"], sort=False)
-    out = pd.DataFrame({"points": g["num_points"].mean(), "mean distance": g["mean"].mean(),
-                        "std over seeds": g["mean"].std(), "seeds": g.size()})
+    out = pd.DataFrame(
+        {
+            "points": g["num_points"].mean(),
+            "mean distance": g["mean"].mean(),
+            "std over seeds": g["mean"].std(),
+            "seeds": g.size(),
+        }
+    )
     return out.reset_index().replace({"cycle": {-1: "last"}})
 
 
@@ -179,7 +236,9 @@ def timings(table: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index()
 
 
-def save_figures(table: pd.DataFrame, fig_dir: Path, dataset: str | None = None) -> list[Path]:
+def save_figures(
+    table: pd.DataFrame, fig_dir: Path, dataset: str | None = None
+) -> list[Path]:
     """The paper's two figures (with / without augmentation) for the methods we ran, plus a
     figure of everything; our curves solid with ±1 std bands, the paper's dashed."""
     import matplotlib.pyplot as plt
@@ -203,8 +262,14 @@ def save_figures(table: pd.DataFrame, fig_dir: Path, dataset: str | None = None)
     for name, ms in groups.items():
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
         pp = paper[paper["method"].isin(ms)] if paper is not None else None
-        learning_curves(table, x="cycle", methods=ms, paper=pp, ax=ax,
-                        title=f"{dataset}: {name.replace('_', ' ')}")
+        learning_curves(
+            table,
+            x="cycle",
+            methods=ms,
+            paper=pp,
+            ax=ax,
+            title=f"{dataset}: {name.replace('_', ' ')}",
+        )
         path = fig_dir / f"curves_{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
@@ -218,13 +283,20 @@ def environment() -> dict[str, str]:
 
     import dalv
 
-    env = {"dalv": dalv.__version__, "python": platform.python_version(),
-           "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
-           "platform": platform.platform(), "cpu threads": str(torch.get_num_threads()),
-           "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
+    env = {
+        "dalv": dalv.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+        "cpu threads": str(torch.get_num_threads()),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
     for mod in ("auto_LiRPA", "maraboupy"):
         try:
             from importlib.metadata import version
+
             env[mod] = version({"auto_LiRPA": "auto-LiRPA"}.get(mod, mod))
         except Exception:
             env[mod] = "not installed"
@@ -235,12 +307,16 @@ def notebook_path(name: str = "05_reproduce.ipynb") -> Path:
     """The repository's notebook (dalv is installed editable from a clone)."""
     here = Path(__file__).resolve().parent.parent / "notebooks" / name
     if not here.exists():
-        raise FileNotFoundError(f"{here} not found: reports are rendered from a clone of the "
-                                f"dalv repository (pip install -e .)")
+        raise FileNotFoundError(
+            f"{here} not found: reports are rendered from a clone of the "
+            f"dalv repository (pip install -e .)"
+        )
     return here
 
 
-def render_report(report_dir: Path, title: str = "dalv report", timeout: int = 600) -> Path:
+def render_report(
+    report_dir: Path, title: str = "dalv report", timeout: int = 600
+) -> Path:
     """Execute notebook 05 on ``report_dir`` with papermill and write ``index.html``
     (inputs hidden) and ``figures/``."""
     import tempfile
@@ -252,13 +328,19 @@ def render_report(report_dir: Path, title: str = "dalv report", timeout: int = 6
     report_dir = Path(report_dir).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         executed = Path(tmp) / "report.ipynb"
-        pm.execute_notebook(str(notebook_path()), str(executed),
-                            parameters={"REPORT_DIR": str(report_dir), "TITLE": title},
-                            cwd=str(report_dir), progress_bar=False, kernel_name="python3",
-                            execution_timeout=timeout)
+        pm.execute_notebook(
+            str(notebook_path()),
+            str(executed),
+            parameters={"REPORT_DIR": str(report_dir), "TITLE": title},
+            cwd=str(report_dir),
+            progress_bar=False,
+            kernel_name="python3",
+            execution_timeout=timeout,
+        )
         nb = nbformat.read(executed, as_version=4)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     html, _ = exporter.from_notebook_node(nb)
     (report_dir / "index.html").write_text(html)
     return report_dir / "index.html"

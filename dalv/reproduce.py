@@ -25,8 +25,19 @@ from dalv.config import ExperimentConfig, ModelConfig, TrainConfig, to_dict
 from dalv.loop import write_csv, write_json
 from dalv.paper import FIGURE_METHODS as PAPER_FIGURES
 
-__all__ = ["Preset", "PRESETS", "Cell", "cells", "run_cell", "run_cells", "reproduce",
-           "collect", "grid_diversity", "slurm_parameters", "EXECUTORS"]
+__all__ = [
+    "Preset",
+    "PRESETS",
+    "Cell",
+    "cells",
+    "run_cell",
+    "run_cells",
+    "reproduce",
+    "collect",
+    "grid_diversity",
+    "slurm_parameters",
+    "EXECUTORS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,35 +66,69 @@ class Preset:
     description: str = ""
 
 
-_SMOKE_CFG = ExperimentConfig(dataset="digits", n_initial=30, budget=20, n_cycles=3,
-                              candidates=300)
+_SMOKE_CFG = ExperimentConfig(
+    dataset="digits", n_initial=30, budget=20, n_cycles=3, candidates=300
+)
 _MNIST5K = ExperimentConfig(dataset="mnist5k")
-_PAPER = {"mnist": ExperimentConfig(dataset="mnist"),
-          "fashion-mnist": ExperimentConfig(dataset="fashion_mnist"),
-          # CIFAR-10: n = n_init = 1000 per cycle (spec §11.2)
-          "cifar10": ExperimentConfig(dataset="cifar10", n_initial=1000, budget=1000)}
+_PAPER = {
+    "mnist": ExperimentConfig(dataset="mnist"),
+    "fashion-mnist": ExperimentConfig(dataset="fashion_mnist"),
+    # CIFAR-10: n = n_init = 1000 per cycle (spec §11.2)
+    "cifar10": ExperimentConfig(dataset="cifar10", n_initial=1000, budget=1000),
+}
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset(_SMOKE_CFG, ("Random", "BADGE", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(3)"),
-                    k=3, description="seconds: digits, 3 cycles, 4 methods, one seed"),
-    "baselines": Preset(_MNIST5K, ("Random", "Entropy", "BADGE", "Core-set"), (0, 1, 2),
-                        description="mnist5k, the baseline strategies, 3 seeds × 20 cycles"),
-    "gradient": Preset(_MNIST5K, ("Random", "FVAAL-No-Adv", "DFAL-No-Adv", "DFAL",
-                                  "FVAAL+FGSM-Adv(10)", "DFAL+FGSM-Adv(10)",
-                                  "Random+FGSM-Adv(10)"), (0, 1, 2),
-                       description="mnist5k, the gradient-attack methods (no verifier), "
-                                   "3 seeds × 20 cycles"),
-    "demo": Preset(_MNIST5K, ("Random", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(10)", "FVAAL"),
-                   description="mnist5k, one seed: Random and FVAAL without, with FGSM and "
-                               "with FV augmentation"),
+    "smoke": Preset(
+        _SMOKE_CFG,
+        ("Random", "BADGE", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(3)"),
+        k=3,
+        description="seconds: digits, 3 cycles, 4 methods, one seed",
+    ),
+    "baselines": Preset(
+        _MNIST5K,
+        ("Random", "Entropy", "BADGE", "Core-set"),
+        (0, 1, 2),
+        description="mnist5k, the baseline strategies, 3 seeds × 20 cycles",
+    ),
+    "gradient": Preset(
+        _MNIST5K,
+        (
+            "Random",
+            "FVAAL-No-Adv",
+            "DFAL-No-Adv",
+            "DFAL",
+            "FVAAL+FGSM-Adv(10)",
+            "DFAL+FGSM-Adv(10)",
+            "Random+FGSM-Adv(10)",
+        ),
+        (0, 1, 2),
+        description="mnist5k, the gradient-attack methods (no verifier), "
+        "3 seeds × 20 cycles",
+    ),
+    "demo": Preset(
+        _MNIST5K,
+        ("Random", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(10)", "FVAAL"),
+        description="mnist5k, one seed: Random and FVAAL without, with FGSM and "
+        "with FV augmentation",
+    ),
     # The figures leave out FVAAL+FGSM-Adv(10), which the claim "FV-Adv beats FGSM-Adv for
     # FVAAL" needs; it costs three FGSM cells, so the preset runs it too.
-    "mnist5k": Preset(_MNIST5K, (*FIGURE_METHODS, "FVAAL+FGSM-Adv(10)"), (0, 1, 2),
-                      description="mnist5k, the twelve methods of the paper's figures and "
-                                  "FVAAL+FGSM-Adv(10), 3 seeds"),
-    **{f"paper-{k}": Preset(cfg, tuple(FIGURE_METHODS), (0, 1, 2, 3, 4),
-                            description=f"the full paper protocol on {cfg.dataset} (5 seeds)")
-       for k, cfg in _PAPER.items()},
+    "mnist5k": Preset(
+        _MNIST5K,
+        (*FIGURE_METHODS, "FVAAL+FGSM-Adv(10)"),
+        (0, 1, 2),
+        description="mnist5k, the twelve methods of the paper's figures and "
+        "FVAAL+FGSM-Adv(10), 3 seeds",
+    ),
+    **{
+        f"paper-{k}": Preset(
+            cfg,
+            tuple(FIGURE_METHODS),
+            (0, 1, 2, 3, 4),
+            description=f"the full paper protocol on {cfg.dataset} (5 seeds)",
+        )
+        for k, cfg in _PAPER.items()
+    },
 }
 
 
@@ -111,24 +156,47 @@ def _method(name: str, k: int, verifier: str):
     return m.with_verifier(verifier)
 
 
-def cells(preset: str, *, seeds: Sequence[int] | None, runs: Path, data_root: str | None,
-          device: str = "auto", threads: int = 0, verifier: str | None = None) -> list[Cell]:
+def cells(
+    preset: str,
+    *,
+    seeds: Sequence[int] | None,
+    runs: Path,
+    data_root: str | None,
+    device: str = "auto",
+    threads: int = 0,
+    verifier: str | None = None,
+) -> list[Cell]:
     """Every cell of a preset (validated: unknown presets and methods raise ValueError);
     ``verifier`` overrides the preset's FV-Adv backend."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise ValueError(
+            f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}"
+        )
     p = PRESETS[preset]
     if verifier is not None:
         if verifier not in ("lirpa", "marabou"):
-            raise ValueError(f"unknown verifier {verifier!r}; choose one of: lirpa, marabou")
+            raise ValueError(
+                f"unknown verifier {verifier!r}; choose one of: lirpa, marabou"
+            )
         p = replace(p, verifier=verifier)
     cfg = replace(p.config, device=device)
     out = []
     for name in p.methods:
         m = _method(name, p.k, p.verifier)  # fails early on unknown methods
-        for s in (seeds if seeds is not None else p.seeds):
-            out.append(Cell(preset, name, int(s), cfg, p.k, p.verifier,
-                            str(runs / m.slug / f"seed_{s}"), data_root, threads))
+        for s in seeds if seeds is not None else p.seeds:
+            out.append(
+                Cell(
+                    preset,
+                    name,
+                    int(s),
+                    cfg,
+                    p.k,
+                    p.verifier,
+                    str(runs / m.slug / f"seed_{s}"),
+                    data_root,
+                    threads,
+                )
+            )
     return out
 
 
@@ -142,8 +210,14 @@ def run_cell(cell: Cell) -> str:
     if cell.threads:
         torch.set_num_threads(cell.threads)
     data = load(cell.config.dataset, cell.data_root)
-    run(_method(cell.method, cell.k, cell.verifier), data, cell.config, seed=cell.seed,
-        out_dir=cell.out_dir, progress=False)
+    run(
+        _method(cell.method, cell.k, cell.verifier),
+        data,
+        cell.config,
+        seed=cell.seed,
+        out_dir=cell.out_dir,
+        progress=False,
+    )
     return cell.out_dir
 
 
@@ -160,9 +234,15 @@ def _finished(cell: Cell) -> bool:
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 
-def run_cells(todo: Sequence[Cell], *, jobs: int = 1, executor: str = "local",
-              log_dir: Path | None = None, progress: bool = True,
-              slurm: dict[str, object] | None = None) -> None:
+def run_cells(
+    todo: Sequence[Cell],
+    *,
+    jobs: int = 1,
+    executor: str = "local",
+    log_dir: Path | None = None,
+    progress: bool = True,
+    slurm: dict[str, object] | None = None,
+) -> None:
     """Run cells not yet finished: in a local process pool, or as a Slurm job array.
 
     Args:
@@ -176,14 +256,20 @@ def run_cells(todo: Sequence[Cell], *, jobs: int = 1, executor: str = "local",
             "gpus_per_node": 1, "timeout_min": 600}`` (see ``slurm_parameters``).
     """
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+        raise ValueError(
+            f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}"
+        )
     todo = [c for c in todo if not _finished(c)]
     if not todo:
         return
     if executor in ("slurm", "submitit-local"):
         cluster = "slurm" if executor == "slurm" else "local"
-        _run_submitit(todo, log_dir or Path("runs") / f"{executor}-logs", cluster=cluster,
-                      params=slurm_parameters(slurm))
+        _run_submitit(
+            todo,
+            log_dir or Path("runs") / f"{executor}-logs",
+            cluster=cluster,
+            params=slurm_parameters(slurm),
+        )
         return
     from tqdm.auto import tqdm
 
@@ -197,16 +283,26 @@ def run_cells(todo: Sequence[Cell], *, jobs: int = 1, executor: str = "local",
         import multiprocessing as mp
 
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(run_cell, replace(c, threads=c.threads or threads)): c
-                    for c in todo}
+            futs = {
+                pool.submit(run_cell, replace(c, threads=c.threads or threads)): c
+                for c in todo
+            }
             for f in as_completed(futs):
                 f.result()
                 bar.update()
     bar.close()
 
 
-_GENERIC_SUBMITIT = ("timeout_min", "mem_gb", "gpus_per_node", "cpus_per_task", "nodes",
-                     "tasks_per_node", "name", "stderr_to_stdout")
+_GENERIC_SUBMITIT = (
+    "timeout_min",
+    "mem_gb",
+    "gpus_per_node",
+    "cpus_per_task",
+    "nodes",
+    "tasks_per_node",
+    "name",
+    "stderr_to_stdout",
+)
 
 
 def slurm_parameters(extra: dict[str, object] | None = None) -> dict[str, object]:
@@ -215,23 +311,38 @@ def slurm_parameters(extra: dict[str, object] | None = None) -> dict[str, object
     (``timeout_min``, ``mem_gb``, ``gpus_per_node``, ``cpus_per_task``, ...) or sbatch
     options without the ``slurm_`` prefix (``partition``, ``account``, ``qos``,
     ``constraint``, ``array_parallelism``, ...)."""
-    params: dict[str, object] = {"timeout_min": 24 * 60, "cpus_per_task": 4, "mem_gb": 8,
-                                 "name": "dalv", "slurm_array_parallelism": 64}
+    params: dict[str, object] = {
+        "timeout_min": 24 * 60,
+        "cpus_per_task": 4,
+        "mem_gb": 8,
+        "name": "dalv",
+        "slurm_array_parallelism": 64,
+    }
     for key, value in (extra or {}).items():
-        params[key if key in _GENERIC_SUBMITIT or key.startswith("slurm_")
-               else f"slurm_{key}"] = value
+        params[
+            key
+            if key in _GENERIC_SUBMITIT or key.startswith("slurm_")
+            else f"slurm_{key}"
+        ] = value
     return params
 
 
-def _run_submitit(todo: Sequence[Cell], log_dir: Path, cluster: str, retries: int = 2,
-                  params: dict[str, object] | None = None, fn=None) -> None:
+def _run_submitit(
+    todo: Sequence[Cell],
+    log_dir: Path,
+    cluster: str,
+    retries: int = 2,
+    params: dict[str, object] | None = None,
+    fn=None,
+) -> None:
     """One array task per cell; cells that fail are resubmitted (they resume from their
     checkpoints) up to ``retries`` times. ``fn`` replaces ``run_cell`` (tests)."""
     try:
         import submitit
     except ImportError:
-        raise ValueError("the slurm executor needs submitit: pip install -e '.[cluster]'") \
-            from None
+        raise ValueError(
+            "the slurm executor needs submitit: pip install -e '.[cluster]'"
+        ) from None
 
     ex = submitit.AutoExecutor(folder=str(log_dir), cluster=cluster)
     try:
@@ -246,23 +357,37 @@ def _run_submitit(todo: Sequence[Cell], log_dir: Path, cluster: str, retries: in
             try:
                 job.result()
             except Exception as e:  # resubmit: the cell resumes from its checkpoints
-                log.warning("cell %s seed %d failed (%s); log: %s", c.method, c.seed, e,
-                            job.paths.stderr)
+                log.warning(
+                    "cell %s seed %d failed (%s); log: %s",
+                    c.method,
+                    c.seed,
+                    e,
+                    job.paths.stderr,
+                )
                 failed.append(c)
         if not failed:
             return
         if attempt < retries:
-            log.warning("resubmitting %d failed cells (resubmission %d of %d)", len(failed),
-                        attempt + 1, retries)
+            log.warning(
+                "resubmitting %d failed cells (resubmission %d of %d)",
+                len(failed),
+                attempt + 1,
+                retries,
+            )
         pending = failed
-    raise RuntimeError(f"{len(pending)} cells still fail after {retries} resubmissions; "
-                       f"see the logs in {log_dir}")
+    raise RuntimeError(
+        f"{len(pending)} cells still fail after {retries} resubmissions; "
+        f"see the logs in {log_dir}"
+    )
 
 
 def collect(todo: Sequence[Cell]) -> pd.DataFrame:
     """Concatenate the results tables of the cells."""
-    frames = [pd.read_csv(Path(c.out_dir) / "results.csv") for c in todo
-              if (Path(c.out_dir) / "results.csv").exists()]
+    frames = [
+        pd.read_csv(Path(c.out_dir) / "results.csv")
+        for c in todo
+        if (Path(c.out_dir) / "results.csv").exists()
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -281,45 +406,82 @@ def grid_diversity(todo: Sequence[Cell]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def reproduce(preset: str, *, seeds: Sequence[int] | None = None, out: str | None = None,
-              runs: str | None = None, jobs: int | None = None, executor: str = "local",
-              data_root: str | None = None, device: str = "auto",
-              render: bool = True, slurm: dict[str, object] | None = None,
-              verifier: str | None = None) -> Path:
+def reproduce(
+    preset: str,
+    *,
+    seeds: Sequence[int] | None = None,
+    out: str | None = None,
+    runs: str | None = None,
+    jobs: int | None = None,
+    executor: str = "local",
+    data_root: str | None = None,
+    device: str = "auto",
+    render: bool = True,
+    slurm: dict[str, object] | None = None,
+    verifier: str | None = None,
+) -> Path:
     """Run (or resume) a preset's grid and render ``reports/<preset>/``.
 
     Writes ``results.csv``, ``config.json``, ``figures/*.png`` and ``index.html`` (the
     executed notebook 05, inputs hidden). Returns the report folder.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise ValueError(
+            f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}"
+        )
     # another backend is another configuration: keep its runs and report apart by default
-    name = preset if verifier in (None, PRESETS[preset].verifier) else f"{preset}-{verifier}"
+    name = (
+        preset
+        if verifier in (None, PRESETS[preset].verifier)
+        else f"{preset}-{verifier}"
+    )
     runs_dir = Path(runs) if runs else Path("runs") / name
     out_dir = Path(out) if out else Path("reports") / name
     if PRESETS[preset].config.dataset not in ("digits", "mnist5k"):
         from dalv.data import load
-        load(PRESETS[preset].config.dataset, data_root)  # fail early, saying how to download
-    todo = cells(preset, seeds=seeds, runs=runs_dir, data_root=data_root, device=device,
-                 verifier=verifier)
+
+        load(
+            PRESETS[preset].config.dataset, data_root
+        )  # fail early, saying how to download
+    todo = cells(
+        preset,
+        seeds=seeds,
+        runs=runs_dir,
+        data_root=data_root,
+        device=device,
+        verifier=verifier,
+    )
     # Small MLPs train fastest single-threaded; several cells side by side use the cores.
     jobs = jobs or max(1, os.cpu_count() or 1)
     t0 = time.perf_counter()
-    run_cells(todo, jobs=jobs, executor=executor, log_dir=runs_dir / "logs", slurm=slurm)
+    run_cells(
+        todo, jobs=jobs, executor=executor, log_dir=runs_dir / "logs", slurm=slurm
+    )
     grid_s = time.perf_counter() - t0
     table = collect(todo)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(table, out_dir / "results.csv")
     p = PRESETS[preset]
-    write_json({"preset": preset, "description": p.description, "methods": list(p.methods),
-                "seeds": sorted({c.seed for c in todo}), "k": p.k, "verifier": todo[0].verifier,
-                "experiment": to_dict(todo[0].config), "executor": executor, "jobs": jobs},
-               out_dir / "config.json")
+    write_json(
+        {
+            "preset": preset,
+            "description": p.description,
+            "methods": list(p.methods),
+            "seeds": sorted({c.seed for c in todo}),
+            "k": p.k,
+            "verifier": todo[0].verifier,
+            "experiment": to_dict(todo[0].config),
+            "executor": executor,
+            "jobs": jobs,
+        },
+        out_dir / "config.json",
+    )
     # The run folders are not part of a report, so the diversity the report shows is
     # computed here, from the checkpoints, and kept beside results.csv.
     write_csv(grid_diversity(todo), out_dir / "diversity.csv")
     log.info("grid done in %.0f s; rendering %s", grid_s, out_dir)
     if render:
         from dalv.report import render_report
+
         render_report(out_dir, title=f"dalv · {preset}")
     return out_dir

@@ -25,8 +25,18 @@ from dalv.data import ActivePool
 from dalv.models import embed
 from dalv.train import predict_logits
 
-__all__ = ["Selection", "Strategy", "ScoreStrategy", "Random", "Entropy", "Margin", "BADGE",
-           "CoreSet", "draw_candidates", "top_budget"]
+__all__ = [
+    "Selection",
+    "Strategy",
+    "ScoreStrategy",
+    "Random",
+    "Entropy",
+    "Margin",
+    "BADGE",
+    "CoreSet",
+    "draw_candidates",
+    "top_budget",
+]
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,9 @@ class Selection:
         return len(self.idx)
 
 
-def draw_candidates(pool: ActivePool, n: int | None, rng: np.random.Generator) -> np.ndarray:
+def draw_candidates(
+    pool: ActivePool, n: int | None, rng: np.random.Generator
+) -> np.ndarray:
     """``min(n, n_unlabelled)`` unlabelled global indices drawn without replacement, sorted.
 
     Sorting makes ties in later scores break by global index (a stable rule, spec §11.10).
@@ -68,7 +80,9 @@ def _check_budget(pool: ActivePool, budget: int) -> None:
     if budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
     if budget > pool.n_unlabeled:
-        raise ValueError(f"budget {budget} exceeds the {pool.n_unlabeled} unlabelled examples left")
+        raise ValueError(
+            f"budget {budget} exceeds the {pool.n_unlabeled} unlabelled examples left"
+        )
 
 
 class Strategy(abc.ABC):
@@ -80,21 +94,30 @@ class Strategy(abc.ABC):
 
     name: ClassVar[str] = "strategy"
 
-    def select(self, model: nn.Module, pool: ActivePool, budget: int, *,
-               rng: np.random.Generator) -> Selection:
+    def select(
+        self,
+        model: nn.Module,
+        pool: ActivePool,
+        budget: int,
+        *,
+        rng: np.random.Generator,
+    ) -> Selection:
         _check_budget(pool, budget)
         sel = self._select(model, pool, budget, rng)
         idx = np.asarray(sel.idx, dtype=np.int64)
         if len(idx) != budget or len(np.unique(idx)) != budget:
-            raise RuntimeError(f"{self!r} returned {len(idx)} indices "
-                               f"({len(np.unique(idx))} unique) for budget {budget}")
+            raise RuntimeError(
+                f"{self!r} returned {len(idx)} indices "
+                f"({len(np.unique(idx))} unique) for budget {budget}"
+            )
         if (pool.labeled_at[idx] >= 0).any():
             raise RuntimeError(f"{self!r} selected already labelled rows")
         return sel
 
     @abc.abstractmethod
-    def _select(self, model: nn.Module, pool: ActivePool, budget: int,
-                rng: np.random.Generator) -> Selection: ...
+    def _select(
+        self, model: nn.Module, pool: ActivePool, budget: int, rng: np.random.Generator
+    ) -> Selection: ...
 
 
 @dataclass(frozen=True)
@@ -109,7 +132,9 @@ class ScoreStrategy(Strategy):
     candidates: int | None = 10_000
 
     @abc.abstractmethod
-    def score(self, model: nn.Module, x: Tensor) -> tuple[np.ndarray, dict[str, Tensor]]:
+    def score(
+        self, model: nn.Module, x: Tensor
+    ) -> tuple[np.ndarray, dict[str, Tensor]]:
         """Higher = more informative. Returns ``(scores [n], extras {name: [n, ...]})``."""
 
     def _select(self, model, pool, budget, rng):
@@ -117,8 +142,11 @@ class ScoreStrategy(Strategy):
         scores, extras = self.score(model, pool.x[torch.from_numpy(cand)])
         top = top_budget(scores, budget)
         top_t = torch.from_numpy(top)
-        return Selection(cand[top], np.asarray(scores)[top],
-                         {k: v[top_t.to(v.device)] for k, v in extras.items()})
+        return Selection(
+            cand[top],
+            np.asarray(scores)[top],
+            {k: v[top_t.to(v.device)] for k, v in extras.items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -161,12 +189,14 @@ class Margin(ScoreStrategy):
         return (-(top2[:, 0] - top2[:, 1])).cpu().numpy(), {}
 
 
-def _hidden_and_probs(model: nn.Module, x: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+def _hidden_and_probs(
+    model: nn.Module, x: Tensor, chunk: int = 4096
+) -> tuple[Tensor, Tensor]:
     device = next(model.parameters()).device
     hs, ps = [], []
     with torch.no_grad():
         for i in range(0, len(x), chunk):
-            h = embed(model, x[i:i + chunk].to(device))
+            h = embed(model, x[i : i + chunk].to(device))
             hs.append(h)
             ps.append(torch.softmax(model[-1](h), dim=1))
     return torch.cat(hs).double(), torch.cat(ps).double()
@@ -194,17 +224,19 @@ class BADGE(Strategy):
         h, p = _hidden_and_probs(model, pool.x[torch.from_numpy(cand)])
         q = -p
         q[torch.arange(len(q)), p.argmax(1)] += 1.0
-        sq = (q * q).sum(1) * (h * h).sum(1)            # ‖g_i‖²  [n]
+        sq = (q * q).sum(1) * (h * h).sum(1)  # ‖g_i‖²  [n]
         chosen = [int(torch.argmax(sq))]
         d2 = torch.full_like(sq, float("inf"))
         for _ in range(budget - 1):
             c = chosen[-1]
-            dist = sq + sq[c] - 2.0 * (q @ q[c]) * (h @ h[c])   # ‖g_i − g_c‖²  [n]
+            dist = sq + sq[c] - 2.0 * (q @ q[c]) * (h @ h[c])  # ‖g_i − g_c‖²  [n]
             d2 = torch.minimum(d2, dist.clamp_min(0.0))
             d2[chosen] = 0.0
             w = d2.cpu().numpy()
             total = w.sum()
-            if not total > 0:  # every candidate coincides with a centre: fall back to uniform
+            if (
+                not total > 0
+            ):  # every candidate coincides with a centre: fall back to uniform
                 w = np.ones_like(w)
                 w[chosen] = 0.0
                 total = w.sum()
@@ -230,10 +262,16 @@ class CoreSet(Strategy):
     def _select(self, model, pool, budget, rng):
         cand = draw_candidates(pool, self.candidates, rng)
         feats = _hidden_and_probs(model, pool.x[torch.from_numpy(cand)])[0]
-        centres = _hidden_and_probs(model, pool.x[torch.from_numpy(pool.labeled_idx)])[0]
-        mind = torch.full((len(cand),), float("inf"), dtype=feats.dtype, device=feats.device)
+        centres = _hidden_and_probs(model, pool.x[torch.from_numpy(pool.labeled_idx)])[
+            0
+        ]
+        mind = torch.full(
+            (len(cand),), float("inf"), dtype=feats.dtype, device=feats.device
+        )
         for i in range(0, len(centres), 2048):
-            mind = torch.minimum(mind, torch.cdist(feats, centres[i:i + 2048]).min(1).values)
+            mind = torch.minimum(
+                mind, torch.cdist(feats, centres[i : i + 2048]).min(1).values
+            )
         chosen = []
         for _ in range(budget):
             j = int(torch.argmax(mind))

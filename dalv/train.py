@@ -17,7 +17,9 @@ from dalv.config import TrainConfig
 __all__ = ["fit", "predict_logits", "evaluate"]
 
 
-def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *, seed: int) -> nn.Module:
+def fit(
+    model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *, seed: int
+) -> nn.Module:
     """Train ``model`` in place with Adam and cross-entropy on logits; returns it.
 
     A fresh optimiser every call (as the reference code compiles one per cycle); batches are
@@ -39,7 +41,7 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *, seed: int) 
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=gen).to(device)
         for start in range(0, n, cfg.batch_size):
-            b = order[start:start + cfg.batch_size]
+            b = order[start : start + cfg.batch_size]
             loss = F.cross_entropy(model(x[b]), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -57,7 +59,9 @@ def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tenso
     """
     device = next(model.parameters()).device
     model.eval()
-    out = [model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    out = [
+        model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)
+    ]
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 

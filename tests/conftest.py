@@ -18,16 +18,29 @@ def digits():
 @pytest.fixture(scope="session")
 def trained_mlp(digits):
     """An MLP-32 trained on 300 digits (about 0.85 test accuracy)."""
-    model = dalv.models.build(dalv.ModelConfig(hidden=32), digits.input_shape, 10, seed=0)
-    dalv.train.fit(model, digits.x_train[:300], digits.y_train[:300], TrainConfig(epochs=10),
-                   seed=0)
+    model = dalv.models.build(
+        dalv.ModelConfig(hidden=32), digits.input_shape, 10, seed=0
+    )
+    dalv.train.fit(
+        model,
+        digits.x_train[:300],
+        digits.y_train[:300],
+        TrainConfig(epochs=10),
+        seed=0,
+    )
     return model
 
 
 @pytest.fixture
 def small_cfg():
-    return ExperimentConfig(dataset="digits", n_initial=20, budget=10, n_cycles=3,
-                            candidates=200, train=TrainConfig(epochs=2))
+    return ExperimentConfig(
+        dataset="digits",
+        n_initial=20,
+        budget=10,
+        n_cycles=3,
+        candidates=200,
+        train=TrainConfig(epochs=2),
+    )
 
 
 @pytest.fixture

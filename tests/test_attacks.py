@@ -52,6 +52,7 @@ def constant_net(cls: int = 3) -> nn.Sequential:
 
 # ------------------------------------------------------------------ FGSM
 
+
 def test_fgsm_matches_the_formula_and_stays_in_the_box(net, x_real):
     x = x_real[:50].clone().requires_grad_(True)
     y = _pred(net, x_real[:50])
@@ -68,7 +69,9 @@ def test_fgsm_per_input_eps_and_explicit_labels(net, x_real):
     eps = torch.linspace(0, 0.3, 10)
     got = attacks.fgsm(net, x, eps)
     for i in range(10):
-        assert torch.equal(got[i:i + 1], attacks.fgsm(net, x[i:i + 1], float(eps[i])))
+        assert torch.equal(
+            got[i : i + 1], attacks.fgsm(net, x[i : i + 1], float(eps[i]))
+        )
     assert torch.equal(attacks.fgsm(net, x, 0.0), x)
     y = torch.randint(0, 10, (10,), generator=torch.Generator().manual_seed(0))
     assert attacks.fgsm(net, x, 0.2, y=y).shape == x.shape
@@ -86,6 +89,7 @@ def test_fgsm_sweep_equals_fgsm_at_every_eps(net, x_real):
 
 
 # ------------------------------------------------------------------ minimal FGSM ε
+
 
 @pytest.mark.parametrize("inputs", ["x_real", "x_rand"])
 def test_min_fgsm_eps_brackets_the_boundary(net, inputs, request):
@@ -126,11 +130,11 @@ def test_min_fgsm_eps_equals_the_one_at_a_time_search(net, x_real, x_rand):
     x = torch.cat([x_real[:15], x_rand[:15]])
     eps, x_adv, flipped = attacks.min_fgsm_eps(net, x)
     for i in range(len(x)):
-        e_ref, adv_ref = _min_eps_reference(net, x[i:i + 1])
+        e_ref, adv_ref = _min_eps_reference(net, x[i : i + 1])
         assert float(eps[i]) == e_ref
         assert bool(flipped[i]) == (adv_ref is not None)
         if adv_ref is not None:
-            assert torch.equal(x_adv[i:i + 1], adv_ref)
+            assert torch.equal(x_adv[i : i + 1], adv_ref)
 
 
 def test_min_fgsm_eps_takes_one_gradient_and_eleven_forward_passes(net, x_real):
@@ -152,6 +156,7 @@ def test_min_fgsm_eps_never_flipped_gets_one():
 
 # ------------------------------------------------------------------ DeepFool
 
+
 def test_deepfool_changes_the_class(net, x_real):
     x_raw, r = attacks.deepfool(net, x_real, clip=False)
     changed = (_pred(net, x_raw) != _pred(net, x_real)).float().mean()
@@ -170,7 +175,9 @@ def _deepfool_reference(model, x1, max_iter=20, overshoot=0.02):
         logits = model(xi)[0]
         if int(logits.argmax()) != k:
             break
-        grads = [torch.autograd.grad(logits[c], xi, retain_graph=True)[0] for c in range(10)]
+        grads = [
+            torch.autograd.grad(logits[c], xi, retain_graph=True)[0] for c in range(10)
+        ]
         best, best_dist = None, float("inf")
         for j in range(10):
             if j == k:
@@ -191,8 +198,8 @@ def test_deepfool_equals_the_one_at_a_time_algorithm(net, x_real):
     x = x_real[:12]
     x_raw, r_norm = attacks.deepfool(net, x, clip=False)
     for i in range(len(x)):
-        r_ref = _deepfool_reference(net, x[i:i + 1])
-        assert torch.allclose(x_raw[i:i + 1] - x[i:i + 1], r_ref, atol=1e-5)
+        r_ref = _deepfool_reference(net, x[i : i + 1])
+        assert torch.allclose(x_raw[i : i + 1] - x[i : i + 1], r_ref, atol=1e-5)
         assert abs(float(r_norm[i]) - float(r_ref.norm())) < 1e-4
 
 
@@ -202,6 +209,7 @@ def test_deepfool_zero_iterations_is_the_identity(net, x_real):
 
 
 # ------------------------------------------------------------------ PGD
+
 
 def test_pgd_stays_in_the_box_and_beats_fgsm(net, x_real):
     x, eps = x_real, 0.08
@@ -217,16 +225,19 @@ def test_pgd_stays_in_the_box_and_beats_fgsm(net, x_real):
 def test_pgd_restarts_are_seeded_and_never_worse(net, x_real):
     x, pred = x_real[:100], _pred(net, x_real[:100])
     one = attacks.pgd(net, x, 0.05, steps=5)
-    a = attacks.pgd(net, x, 0.05, steps=5, restarts=2,
-                    generator=torch.Generator().manual_seed(3))
-    b = attacks.pgd(net, x, 0.05, steps=5, restarts=2,
-                    generator=torch.Generator().manual_seed(3))
+    a = attacks.pgd(
+        net, x, 0.05, steps=5, restarts=2, generator=torch.Generator().manual_seed(3)
+    )
+    b = attacks.pgd(
+        net, x, 0.05, steps=5, restarts=2, generator=torch.Generator().manual_seed(3)
+    )
     assert torch.equal(a, b)
     fooled_one, fooled_a = _pred(net, one) != pred, _pred(net, a) != pred
-    assert (fooled_a | ~fooled_one).all()   # an input fooled by run 0 stays fooled
+    assert (fooled_a | ~fooled_one).all()  # an input fooled by run 0 stays fooled
 
 
 # ------------------------------------------------------------------ validation
+
 
 @pytest.mark.parametrize("eps", [-0.1, 1.5, float("nan"), torch.full((3,), 0.1)])
 def test_bad_eps_is_a_value_error(net, x_real, eps):
@@ -236,12 +247,15 @@ def test_bad_eps_is_a_value_error(net, x_real, eps):
         attacks.pgd(net, x_real[:5], eps)
 
 
-@pytest.mark.parametrize("fn", [
-    lambda m, x: attacks.fgsm(m, x, 0.1),
-    lambda m, x: attacks.pgd(m, x, 0.1, steps=1),
-    lambda m, x: attacks.deepfool(m, x),
-    lambda m, x: attacks.min_fgsm_eps(m, x),
-])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda m, x: attacks.fgsm(m, x, 0.1),
+        lambda m, x: attacks.pgd(m, x, 0.1, steps=1),
+        lambda m, x: attacks.deepfool(m, x),
+        lambda m, x: attacks.min_fgsm_eps(m, x),
+    ],
+)
 def test_bad_inputs_are_value_errors(net, x_real, fn):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fn(net, x_real[:4] * 2.0)
@@ -268,7 +282,7 @@ def test_attacks_run_on_the_models_device(net, x_real):
     cuda = dalv.models.build(dalv.ModelConfig(hidden=32), (1, 8, 8), 10, seed=0)
     cuda.load_state_dict(net.state_dict())
     cuda = cuda.cuda()
-    eps, x_adv, flipped = attacks.min_fgsm_eps(cuda, x_real)      # x on the CPU
+    eps, x_adv, flipped = attacks.min_fgsm_eps(cuda, x_real)  # x on the CPU
     assert x_adv.is_cuda and eps.is_cuda
     eps_cpu = attacks.min_fgsm_eps(net, x_real)[0]
     assert np.mean(eps.cpu().numpy() == eps_cpu.numpy()) > 0.95

@@ -8,8 +8,12 @@ from dalv.cli import main
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "dalv", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dalv", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_help_lists_datasets_and_methods():
@@ -20,22 +24,47 @@ def test_help_lists_datasets_and_methods():
 
 def test_run_writes_results_and_config(tmp_path, capsys):
     out = tmp_path / "o"
-    assert main(["run", "--dataset", "digits", "--method", "badge", "random", "--cycles", "2",
-                 "--budget", "20", "--seed", "0-1", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--dataset",
+                "digits",
+                "--method",
+                "badge",
+                "random",
+                "--cycles",
+                "2",
+                "--budget",
+                "20",
+                "--seed",
+                "0-1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     t = pd.read_csv(out / "results.csv")
-    assert sorted(t.method.unique()) == ["BADGE", "Random"] and sorted(t.seed.unique()) == [0, 1]
+    assert sorted(t.method.unique()) == ["BADGE", "Random"] and sorted(
+        t.seed.unique()
+    ) == [0, 1]
     assert len(t) == 2 * 2 * 2
     assert (out / "BADGE" / "seed_0" / "config.json").exists()
     assert "AUBC" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args,expect", [
-    (["--dataset", "imagenet"], "choose one of: digits, mnist5k"),
-    (["--method", "oracle"], "choose one of: Random"),
-    (["--cycles", "0"], "cycles must be >= 1"),
-    (["--cycles", "-3"], "cycles must be >= 1"),
-    (["--budget", "5000", "--cycles", "1"], "lower --cycles or --budget"),
-])
+@pytest.mark.parametrize(
+    "args,expect",
+    [
+        (["--dataset", "imagenet"], "choose one of: digits, mnist5k"),
+        (["--method", "oracle"], "choose one of: Random"),
+        (["--cycles", "0"], "cycles must be >= 1"),
+        (["--cycles", "-3"], "cycles must be >= 1"),
+        (["--budget", "5000", "--cycles", "1"], "lower --cycles or --budget"),
+    ],
+)
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, expect):
     out = tmp_path / "keep"
     out.mkdir()
@@ -53,7 +82,20 @@ def test_unknown_preset_lists_presets():
 
 
 def test_bad_slurm_arg_is_one_line(tmp_path, capsys):
-    code = main(["reproduce", "--preset", "smoke", "--executor", "slurm", "--runs",
-                 str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--slurm-arg", "partition"])
+    code = main(
+        [
+            "reproduce",
+            "--preset",
+            "smoke",
+            "--executor",
+            "slurm",
+            "--runs",
+            str(tmp_path / "r"),
+            "--out",
+            str(tmp_path / "o"),
+            "--slurm-arg",
+            "partition",
+        ]
+    )
     assert code == 2 and "--slurm-arg takes KEY=VALUE" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

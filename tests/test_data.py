@@ -11,8 +11,10 @@ from dalv.data import ActivePool, DatasetNotFoundError, flatten, load
 
 
 def test_digits_and_mnist5k_are_real_and_in_unit_range():
-    for name, n_train, n_test, shape in [("digits", 1347, 450, (1, 8, 8)),
-                                         ("mnist5k", 4000, 1000, (1, 28, 28))]:
+    for name, n_train, n_test, shape in [
+        ("digits", 1347, 450, (1, 8, 8)),
+        ("mnist5k", 4000, 1000, (1, 28, 28)),
+    ]:
         d = load(name)
         assert (len(d.x_train), len(d.x_test)) == (n_train, n_test)
         assert d.input_shape == shape and d.n_classes == 10
@@ -35,7 +37,9 @@ def test_flatten():
 
 
 def test_unknown_dataset_lists_choices():
-    with pytest.raises(ValueError, match="digits, mnist5k, mnist, fashion_mnist, cifar10"):
+    with pytest.raises(
+        ValueError, match="digits, mnist5k, mnist, fashion_mnist, cifar10"
+    ):
         load("imagenet")
 
 
@@ -50,7 +54,9 @@ def _write_idx(path, arr, gz=False):
         path.write_bytes(data)
 
 
-@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+@pytest.mark.parametrize(
+    "name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
 def test_idx_loader_reads_torchvision_layout(tmp_path, name, folder):
     raw = tmp_path / folder / "raw"
     raw.mkdir(parents=True)
@@ -73,14 +79,18 @@ def test_cifar_loader_reads_python_pickles(tmp_path):
     rng = np.random.default_rng(0)
     batches = {}
     for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        x, y = rng.integers(0, 256, (4, 3072), dtype=np.uint8), rng.integers(0, 10, 4).tolist()
+        x, y = (
+            rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+            rng.integers(0, 10, 4).tolist(),
+        )
         batches[f] = (x, y)
         with open(folder / f, "wb") as fh:
             pickle.dump({"data": x, "labels": y}, fh)
     d = load("cifar10", root=tmp_path)
     assert d.x_train.shape == (20, 3, 32, 32) and d.x_test.shape == (4, 3, 32, 32)
-    np.testing.assert_allclose(d.x_test.reshape(4, -1).numpy(), batches["test_batch"][0] / 255.0,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        d.x_test.reshape(4, -1).numpy(), batches["test_batch"][0] / 255.0, atol=1e-6
+    )
     assert d.classes[0] == "airplane"
 
 

@@ -16,19 +16,37 @@ def test_run_grows_labels_by_budget_and_has_expected_columns(digits, small_cfg):
     assert list(t.n_labeled) == [30, 40, 50]  # 20 initial + 10 per cycle
     # paper protocol: trains on the acquired examples only
     assert list(t.n_train) == [10, 20, 30]
-    for col in ["dataset", "method", "seed", "test_acc", "n_adv", "config_hash", *VOLATILE]:
+    for col in [
+        "dataset",
+        "method",
+        "seed",
+        "test_acc",
+        "n_adv",
+        "config_hash",
+        *VOLATILE,
+    ]:
         assert col in t
     assert t.test_acc.between(0, 1).all()
 
 
 def test_clean_protocol_trains_on_every_label(digits, small_cfg):
-    t = run(get("Random"), digits, small_cfg.replace(protocol="clean"), seed=0, progress=False)
+    t = run(
+        get("Random"),
+        digits,
+        small_cfg.replace(protocol="clean"),
+        seed=0,
+        progress=False,
+    )
     assert list(t.n_train) == [30, 40, 50]
 
 
 def test_same_seed_same_table(digits, small_cfg):
-    a = run(get("BADGE"), digits, small_cfg, seed=1, progress=False).drop(columns=VOLATILE)
-    b = run(get("BADGE"), digits, small_cfg, seed=1, progress=False).drop(columns=VOLATILE)
+    a = run(get("BADGE"), digits, small_cfg, seed=1, progress=False).drop(
+        columns=VOLATILE
+    )
+    b = run(get("BADGE"), digits, small_cfg, seed=1, progress=False).drop(
+        columns=VOLATILE
+    )
     pd.testing.assert_frame_equal(a, b)
     c = run(get("BADGE"), digits, small_cfg, seed=2, progress=False)
     assert not np.array_equal(a.test_acc, c.test_acc)
@@ -36,6 +54,7 @@ def test_same_seed_same_table(digits, small_cfg):
 
 def test_methods_share_the_initial_set(digits, small_cfg):
     from dalv.loop import initial_state
+
     i1, m1 = initial_state(digits, small_cfg, 0, torch.device("cpu"))
     i2, m2 = initial_state(digits, small_cfg, 0, torch.device("cpu"))
     np.testing.assert_array_equal(i1, i2)
@@ -43,21 +62,33 @@ def test_methods_share_the_initial_set(digits, small_cfg):
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path, digits, small_cfg):
-    full = run(get("Core-set"), digits, small_cfg, seed=0, out_dir=tmp_path / "a",
-               progress=False)
+    full = run(
+        get("Core-set"),
+        digits,
+        small_cfg,
+        seed=0,
+        out_dir=tmp_path / "a",
+        progress=False,
+    )
     # interrupted after two cycles: simulate by deleting the last checkpoint
     part = tmp_path / "b"
     run(get("Core-set"), digits, small_cfg, seed=0, out_dir=part, progress=False)
     (part / "checkpoints" / "cycle_002.pt").unlink()
-    resumed = run(get("Core-set"), digits, small_cfg, seed=0, out_dir=part, progress=False)
-    pd.testing.assert_frame_equal(full.drop(columns=VOLATILE), resumed.drop(columns=VOLATILE))
+    resumed = run(
+        get("Core-set"), digits, small_cfg, seed=0, out_dir=part, progress=False
+    )
+    pd.testing.assert_frame_equal(
+        full.drop(columns=VOLATILE), resumed.drop(columns=VOLATILE)
+    )
     on_disk = pd.read_csv(part / "results.csv")
     assert len(on_disk) == 3 and (part / "config.json").exists()
 
 
 def test_finished_run_is_skipped(tmp_path, digits, small_cfg, monkeypatch):
     run(get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False)
-    monkeypatch.setattr(dalv.loop, "fit", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(
+        dalv.loop, "fit", lambda *a, **k: pytest.fail("retrained a finished run")
+    )
     t = run(get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False)
     assert len(t) == 3
 
@@ -66,8 +97,14 @@ def test_folder_of_another_config_is_refused(tmp_path, digits, small_cfg):
     run(get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False)
     before = (tmp_path / "results.csv").read_bytes()
     with pytest.raises(CheckpointError, match="different configuration"):
-        run(get("Random"), digits, small_cfg.replace(budget=5), seed=0, out_dir=tmp_path,
-            progress=False)
+        run(
+            get("Random"),
+            digits,
+            small_cfg.replace(budget=5),
+            seed=0,
+            out_dir=tmp_path,
+            progress=False,
+        )
     assert (tmp_path / "results.csv").read_bytes() == before
 
 
@@ -96,9 +133,17 @@ def test_invalid_configs():
 
 def test_experiment_candidates_reach_the_strategy(digits, small_cfg, monkeypatch):
     from dalv.strategies import Entropy
+
     seen = []
     orig = Entropy.score
-    monkeypatch.setattr(Entropy, "score", lambda self, m, x: (seen.append(len(x)), orig(self, m, x))[1])
-    run(get("Entropy"), digits, small_cfg.replace(n_cycles=1, candidates=123), seed=0,
-        progress=False)
+    monkeypatch.setattr(
+        Entropy, "score", lambda self, m, x: (seen.append(len(x)), orig(self, m, x))[1]
+    )
+    run(
+        get("Entropy"),
+        digits,
+        small_cfg.replace(n_cycles=1, candidates=123),
+        seed=0,
+        progress=False,
+    )
     assert seen == [123]

@@ -2,14 +2,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dalv.metrics import (aubc, paired_wins, pairwise_distance_stats, summarize,
-                          within_group_distance_stats)
+from dalv.metrics import (
+    aubc,
+    paired_wins,
+    pairwise_distance_stats,
+    summarize,
+    within_group_distance_stats,
+)
 
 
 def test_aubc_of_known_curves():
     assert aubc([0.5] * 20) == pytest.approx(0.5)
     assert aubc(np.linspace(0, 1, 20)) == pytest.approx(0.5)  # a straight line 0 → 1
-    assert aubc([0.0, 1.0, 1.0]) == pytest.approx(0.75)      # trapezoids: (0.5 + 1) / 2
+    assert aubc([0.0, 1.0, 1.0]) == pytest.approx(0.75)  # trapezoids: (0.5 + 1) / 2
     assert aubc([0.7]) == pytest.approx(0.7)
     with pytest.raises(ValueError):
         aubc([])
@@ -18,6 +23,7 @@ def test_aubc_of_known_curves():
 def test_aubc_matches_the_papers_published_value():
     """Spec §8: MNIST FVAAL (avg curve) has AUBC 0.8719 and Random 0.8080."""
     from dalv.paper import paper_table
+
     t = paper_table("mnist")
     curve = lambda m: t[t.method == m].sort_values("cycle").test_acc.to_numpy()  # noqa: E731
     assert aubc(curve("FVAAL")) == pytest.approx(0.8719, abs=5e-5)
@@ -38,12 +44,17 @@ def test_summarize_and_paired_wins():
     assert s.loc["A", "aubc_mean"] == pytest.approx((0.8 + 0.6 + 0.9) / 3)
     assert s.loc["B", "final_std"] == pytest.approx(np.std([0.7, 0.65, 0.5], ddof=1))
     w = paired_wins(_table(), "A", "B")
-    assert w == {"wins": 2, "seeds": 3, "mean_delta": pytest.approx((0.1 - 0.05 + 0.4) / 3)}
+    assert w == {
+        "wins": 2,
+        "seeds": 3,
+        "mean_delta": pytest.approx((0.1 - 0.05 + 0.4) / 3),
+    }
 
 
 def test_paired_wins_against_paper_per_seed_table():
     """Spec §8: MNIST FVAAL − FVAAL-No-Adv wins 5/5 with mean Δ AUBC +0.0360."""
     from dalv.paper import paper_table
+
     w = paired_wins(paper_table("mnist", per_seed=True), "FVAAL", "FVAAL-No-Adv")
     assert w["wins"] == 5 and w["mean_delta"] == pytest.approx(0.0360, abs=1e-4)
 

@@ -12,14 +12,18 @@ import sys
 
 import pytest
 
-NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(
+    (pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb")
+)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_clean_and_parametrised(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert not any(c.get("outputs") or c.get("execution_count") for c in code), "stored outputs"
+    assert not any(c.get("outputs") or c.get("execution_count") for c in code), (
+        "stored outputs"
+    )
     assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code)
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
@@ -34,7 +38,20 @@ def test_notebook_runs_in_smoke_mode_under_nbval(path, tmp_path):
     smoke = parameterize_notebook(nb, {"SMOKE": True}, report_mode=False)
     copy = tmp_path / path.name
     nbformat.write(smoke, copy)
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "--nbval-lax", str(copy)], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-lax",
+            str(copy),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -11,7 +11,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _name(req: str) -> str:
-    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return (
+        re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    )
 
 
 def test_environment_yml_matches_pyproject():
@@ -25,24 +27,45 @@ def test_environment_yml_matches_pyproject():
 
 
 # Layering (architecture §3.3): a module imports only from modules above it.
-ORDER = ["config", "paper", "data", "models", "train", "metrics", "attacks", "strategies",
-         "augment", "adversarial", "verify", "methods", "loop", "plots", "report", "reproduce",
-         "cli"]
+ORDER = [
+    "config",
+    "paper",
+    "data",
+    "models",
+    "train",
+    "metrics",
+    "attacks",
+    "strategies",
+    "augment",
+    "adversarial",
+    "verify",
+    "methods",
+    "loop",
+    "plots",
+    "report",
+    "reproduce",
+    "cli",
+]
 
 
 def _dalv_imports(path: pathlib.Path) -> set[str]:
     tree = ast.parse(path.read_text())
     out = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dalv"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("dalv")
+        ):
             parts = node.module.split(".")
             if len(parts) > 1:
                 out.add(parts[1])
             else:
                 out.update(a.name for a in node.names)
         elif isinstance(node, ast.Import):
-            out.update(a.name.split(".")[1] for a in node.names
-                       if a.name.startswith("dalv."))
+            out.update(
+                a.name.split(".")[1] for a in node.names if a.name.startswith("dalv.")
+            )
     return out
 
 
@@ -55,5 +78,8 @@ def test_modules_import_only_from_above():
         for dep in _dalv_imports(path):
             if dep in ORDER and dep != mod and ORDER.index(dep) > ORDER.index(mod):
                 # lazy hooks that look extensions up by name are allowed in methods/loop
-                assert (mod, dep) in {("methods", "adversarial"), ("methods", "verify"),
-                                      ("reproduce", "cli")}, f"dalv.{mod} imports dalv.{dep}"
+                assert (mod, dep) in {
+                    ("methods", "adversarial"),
+                    ("methods", "verify"),
+                    ("reproduce", "cli"),
+                }, f"dalv.{mod} imports dalv.{dep}"

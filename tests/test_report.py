@@ -12,19 +12,40 @@ def _curves(deltas: dict[str, list[float]], cycles: int = 4) -> pd.DataFrame:
     rows = []
     for seed in range(3):
         for c in range(cycles):
-            rows.append({"dataset": "mnist5k", "method": "BADGE", "seed": seed, "cycle": c,
-                         "test_acc": 0.8})
+            rows.append(
+                {
+                    "dataset": "mnist5k",
+                    "method": "BADGE",
+                    "seed": seed,
+                    "cycle": c,
+                    "test_acc": 0.8,
+                }
+            )
             for m, d in deltas.items():
-                rows.append({"dataset": "mnist5k", "method": m, "seed": seed, "cycle": c,
-                             "test_acc": 0.8 + d[seed]})
+                rows.append(
+                    {
+                        "dataset": "mnist5k",
+                        "method": m,
+                        "seed": seed,
+                        "cycle": c,
+                        "test_acc": 0.8 + d[seed],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("mean,wins,seeds,on_par,want", [
-    (0.01, 3, 3, False, "yes"), (0.001, 1, 3, False, "mixed"), (-0.01, 0, 3, False, "no"),
-    (-0.001, 2, 3, False, "mixed"), (0.0, 1, 2, False, "mixed"),
-    (0.004, 3, 3, True, "yes"), (-0.02, 0, 3, True, "no"),
-])
+@pytest.mark.parametrize(
+    "mean,wins,seeds,on_par,want",
+    [
+        (0.01, 3, 3, False, "yes"),
+        (0.001, 1, 3, False, "mixed"),
+        (-0.01, 0, 3, False, "no"),
+        (-0.001, 2, 3, False, "mixed"),
+        (0.0, 1, 2, False, "mixed"),
+        (0.004, 3, 3, True, "yes"),
+        (-0.02, 0, 3, True, "no"),
+    ],
+)
 def test_verdict(mean, wins, seeds, on_par, want):
     assert report.verdict(mean, wins, seeds, on_par) == want
 
@@ -36,7 +57,9 @@ def test_claims_pair_by_seed_and_use_the_papers_per_seed_numbers():
     row = cl.loc["FVAAL-No-Adv beats BADGE"]
     assert row["our seed wins"] == "2/3" and row["we agree"] == "yes"
     assert row["our Δ AUBC (A−B)"] == pytest.approx(np.mean([0.02, 0.01, -0.005]))
-    assert row["paper seed wins"] == "5/5" and row["paper Δ AUBC"] == pytest.approx(0.0109, abs=1e-4)
+    assert row["paper seed wins"] == "5/5" and row["paper Δ AUBC"] == pytest.approx(
+        0.0109, abs=1e-4
+    )
     assert cl.loc["BADGE beats Random", "we agree"] == "yes"
     assert cl.loc["BADGE beats Random", "paper's own numbers"] == "yes"
     # only pairs whose two methods ran appear
@@ -52,9 +75,20 @@ def test_claims_report_where_the_papers_own_numbers_disagree():
 
 
 def test_diversity_summary_names_the_last_cycle():
-    div = pd.DataFrame({"run": ["a", "a", "b", "b"], "method": ["M"] * 4, "seed": [0, 0, 1, 1],
-                        "layer": ["logits"] * 4, "scope": ["all"] * 4, "cycle": [0, 19, 0, 19],
-                        "num_points": [10, 10, 10, 10], "mean": [1.0, 2.0, 3.0, 4.0]})
+    div = pd.DataFrame(
+        {
+            "run": ["a", "a", "b", "b"],
+            "method": ["M"] * 4,
+            "seed": [0, 0, 1, 1],
+            "layer": ["logits"] * 4,
+            "scope": ["all"] * 4,
+            "cycle": [0, 19, 0, 19],
+            "num_points": [10, 10, 10, 10],
+            "mean": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
     s = report.diversity_summary(div).set_index("cycle")
     assert s.loc["last", "mean distance"] == 3.0 and s.loc[0, "mean distance"] == 2.0
-    assert s.loc[0, "seeds"] == 2 and s.loc[0, "std over seeds"] == pytest.approx(np.sqrt(2))
+    assert s.loc[0, "seeds"] == 2 and s.loc[0, "std over seeds"] == pytest.approx(
+        np.sqrt(2)
+    )

@@ -8,10 +8,19 @@ from dalv.config import ExperimentConfig, TrainConfig
 
 @pytest.fixture
 def tiny_preset(monkeypatch):
-    cfg = ExperimentConfig(dataset="digits", n_initial=20, budget=10, n_cycles=2,
-                           candidates=200, train=TrainConfig(epochs=2))
-    monkeypatch.setitem(rp.PRESETS, "tiny", rp.Preset(cfg, ("Random", "BADGE"), (0,),
-                                                      description="test"))
+    cfg = ExperimentConfig(
+        dataset="digits",
+        n_initial=20,
+        budget=10,
+        n_cycles=2,
+        candidates=200,
+        train=TrainConfig(epochs=2),
+    )
+    monkeypatch.setitem(
+        rp.PRESETS,
+        "tiny",
+        rp.Preset(cfg, ("Random", "BADGE"), (0,), description="test"),
+    )
     return "tiny"
 
 
@@ -33,7 +42,9 @@ def test_cells_run_skip_and_resume(tmp_path, tiny_preset, monkeypatch):
 def test_submitit_local_executor_path(tmp_path, tiny_preset):
     pytest.importorskip("submitit")
     todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
-    rp.run_cells(todo, executor="submitit-local", log_dir=tmp_path / "logs", progress=False)
+    rp.run_cells(
+        todo, executor="submitit-local", log_dir=tmp_path / "logs", progress=False
+    )
     t = rp.collect(todo)
     assert sorted(t.method.unique()) == ["BADGE", "Random"] and len(t) == 4
     assert any((tmp_path / "logs").iterdir())  # a log per cell
@@ -56,37 +67,56 @@ def test_submitit_resubmits_failed_cells(tmp_path, tiny_preset):
     import sys
 
     import cloudpickle  # the job processes cannot import this test module: ship _fail_once
+
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
-    rp._run_submitit(todo, tmp_path / "logs", cluster="local", fn=_fail_once,
-                     params=rp.slurm_parameters({"partition": "debug", "timeout_min": 10}))
+    rp._run_submitit(
+        todo,
+        tmp_path / "logs",
+        cluster="local",
+        fn=_fail_once,
+        params=rp.slurm_parameters({"partition": "debug", "timeout_min": 10}),
+    )
     assert len(rp.collect(todo)) == 4  # both cells finished on their second submission
     assert len(list((tmp_path / "runs").glob("*/failed_once_0"))) == 2
     with pytest.raises(RuntimeError, match="still fail after 0 resubmissions"):
-        rp._run_submitit(rp.cells(tiny_preset, seeds=[1], runs=tmp_path / "r2",
-                                  data_root=None),
-                         tmp_path / "logs2", cluster="local", fn=_fail_once, retries=0)
+        rp._run_submitit(
+            rp.cells(tiny_preset, seeds=[1], runs=tmp_path / "r2", data_root=None),
+            tmp_path / "logs2",
+            cluster="local",
+            fn=_fail_once,
+            retries=0,
+        )
 
 
 def test_slurm_parameters_and_bad_ones(tmp_path, tiny_preset):
     p = rp.slurm_parameters({"partition": "gpu", "gpus_per_node": 1, "mem_gb": 16})
-    assert p["slurm_partition"] == "gpu" and p["gpus_per_node"] == 1 and p["mem_gb"] == 16
+    assert (
+        p["slurm_partition"] == "gpu" and p["gpus_per_node"] == 1 and p["mem_gb"] == 16
+    )
     assert p["timeout_min"] == 24 * 60  # a default kept
     pytest.importorskip("submitit")
     todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
     with pytest.raises(ValueError, match="bad Slurm parameter.*partitionn"):
-        rp.run_cells(todo, executor="submitit-local", log_dir=tmp_path / "logs",
-                     slurm={"partitionn": "gpu"})
+        rp.run_cells(
+            todo,
+            executor="submitit-local",
+            log_dir=tmp_path / "logs",
+            slurm={"partitionn": "gpu"},
+        )
     with pytest.raises(ValueError, match="choose one of: local, slurm"):
         rp.run_cells(todo, executor="kubernetes")
     assert not (tmp_path / "runs").exists()  # nothing ran
 
 
 def test_unknown_preset_and_method(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="choose one of: smoke, baselines, .*demo, mnist5k"):
+    with pytest.raises(
+        ValueError, match="choose one of: smoke, baselines, .*demo, mnist5k"
+    ):
         rp.cells("nope", seeds=None, runs=tmp_path, data_root=None)
-    monkeypatch.setitem(rp.PRESETS, "bad", rp.Preset(ExperimentConfig(dataset="digits"),
-                                                     ("Oracle",)))
+    monkeypatch.setitem(
+        rp.PRESETS, "bad", rp.Preset(ExperimentConfig(dataset="digits"), ("Oracle",))
+    )
     with pytest.raises(ValueError, match="unknown method 'Oracle'"):
         rp.cells("bad", seeds=None, runs=tmp_path, data_root=None)
 
@@ -95,10 +125,17 @@ def test_paper_preset_without_data_says_how_to_download(tmp_path, monkeypatch):
     import torchvision.datasets as tvd
     from dalv.data import DatasetNotFoundError
 
-    monkeypatch.setattr(tvd, "MNIST", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(
+        tvd, "MNIST", lambda *a, **k: (_ for _ in ()).throw(OSError("offline"))
+    )
     with pytest.raises(DatasetNotFoundError, match="dalv download mnist"):
-        rp.reproduce("paper-mnist", runs=str(tmp_path / "r"), out=str(tmp_path / "o"),
-                     data_root=str(tmp_path / "data"), render=False)
+        rp.reproduce(
+            "paper-mnist",
+            runs=str(tmp_path / "r"),
+            out=str(tmp_path / "o"),
+            data_root=str(tmp_path / "data"),
+            render=False,
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -108,19 +145,30 @@ def test_smoke_report_renders(tmp_path):
     assert "AUBC" in html and "FVAAL-No-Adv" in html and "<img" in html
     # diversity of the one augmented method, kept beside results.csv for re-rendering
     div = pd.read_csv(out / "diversity.csv")
-    assert set(div.method) == {"FVAAL+FGSM-Adv(3)"} and set(div.layer) == {"penultimate", "logits"}
+    assert set(div.method) == {"FVAAL+FGSM-Adv(3)"} and set(div.layer) == {
+        "penultimate",
+        "logits",
+    }
     assert "Diversity of the added" in html
     t = pd.read_csv(out / "results.csv")
     assert t.cycle.max() == 2 and t.method.nunique() == 4
 
 
 def test_verifier_override_reaches_the_fv_methods(tmp_path, monkeypatch):
-    monkeypatch.setitem(rp.PRESETS, "fv", rp.Preset(ExperimentConfig(dataset="digits"),
-                                                    ("Random", "Random+FV-Adv(10)")))
+    monkeypatch.setitem(
+        rp.PRESETS,
+        "fv",
+        rp.Preset(ExperimentConfig(dataset="digits"), ("Random", "Random+FV-Adv(10)")),
+    )
     todo = rp.cells("fv", seeds=None, runs=tmp_path, data_root=None, verifier="marabou")
     ms = [rp._method(c.method, c.k, c.verifier) for c in todo]
-    assert ms[1].augmenter.backend == "marabou" and isinstance(ms[0].augmenter, NoAugment)
+    assert ms[1].augmenter.backend == "marabou" and isinstance(
+        ms[0].augmenter, NoAugment
+    )
     default = rp.cells("fv", seeds=None, runs=tmp_path, data_root=None)
-    assert rp._method(default[1].method, 10, default[1].verifier).augmenter.backend == "lirpa"
+    assert (
+        rp._method(default[1].method, 10, default[1].verifier).augmenter.backend
+        == "lirpa"
+    )
     with pytest.raises(ValueError, match="choose one of: lirpa, marabou"):
         rp.cells("fv", seeds=None, runs=tmp_path, data_root=None, verifier="z3")

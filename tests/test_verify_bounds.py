@@ -24,8 +24,6 @@ from dalv.verify.bounds import (  # noqa: E402
 )
 
 
-
-
 def _digits(n: int = 600):
     from sklearn.datasets import load_digits
 
@@ -56,23 +54,35 @@ def data():
 @pytest.fixture(scope="module")
 def mlp(data):
     torch.manual_seed(0)
-    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10, bias=False))
+    m = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10, bias=False)
+    )
     return _train(m, *data)
 
 
 @pytest.fixture(scope="module")
 def deep(data):
     torch.manual_seed(1)
-    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(),
-                      nn.Linear(16, 10))
+    m = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(64, 24),
+        nn.ReLU(),
+        nn.Linear(24, 16),
+        nn.ReLU(),
+        nn.Linear(16, 10),
+    )
     return _train(m, *data)
 
 
 @pytest.fixture(scope="module")
 def cnn(data):
     torch.manual_seed(2)
-    m = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
-                      nn.Linear(64, 10))
+    m = nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
     return _train(m, *data, steps=80)
 
 
@@ -123,7 +133,9 @@ def test_bounds_contain_sampled_outputs(request, data, name, method):
 
 
 @pytest.mark.parametrize("name", ["mlp", "deep", "cnn"])
-def test_crown_is_no_looser_than_ibp_and_alpha_no_looser_than_crown(request, data, name):
+def test_crown_is_no_looser_than_ibp_and_alpha_no_looser_than_crown(
+    request, data, name
+):
     model = request.getfixturevalue(name)
     x = data[0][:8]
     C = spec_matrix(model(x).argmax(1), 10)
@@ -201,7 +213,9 @@ def test_bounded_module_is_cached_and_follows_in_place_training(data):
     expected = crown_bounds(model, x, 0.05)[0].float()
     torch.testing.assert_close(after, expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(before, after)
-    model[1].weight = nn.Parameter(model[1].weight.detach().clone())  # new storage: rebuilt
+    model[1].weight = nn.Parameter(
+        model[1].weight.detach().clone()
+    )  # new storage: rebuilt
     assert B.bounded_module(model, (1, 8, 8)) is not first
 
 

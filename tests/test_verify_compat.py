@@ -97,11 +97,16 @@ def test_missing_auto_lirpa_gives_install_hint(monkeypatch):
 def test_lirpa_computes_all_three_bounds(lirpa, kind):
     torch.manual_seed(0)
     if kind == "mlp":
-        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 24), nn.ReLU(),
-                              nn.Linear(24, 10, bias=False))
+        model = nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 10, bias=False)
+        )
     else:
-        model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
-                              nn.Linear(64, 10))
+        model = nn.Sequential(
+            nn.Conv2d(1, 4, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64, 10),
+        )
     x = torch.rand(4, 1, 8, 8)
     opts = {"sparse_features_alpha": False, "sparse_spec_alpha": False}
     bm = lirpa.BoundedModule(model, torch.zeros(1, 1, 8, 8), bound_opts=opts)
@@ -110,7 +115,9 @@ def test_lirpa_computes_all_three_bounds(lirpa, kind):
     out = {}
     for method in ("IBP", "CROWN", "alpha-CROWN"):
         bx = lirpa.BoundedTensor(x, ptb)
-        lb, _ = bm.compute_bounds(x=(bx,), method=method, bound_upper=method != "alpha-CROWN")
+        lb, _ = bm.compute_bounds(
+            x=(bx,), method=method, bound_upper=method != "alpha-CROWN"
+        )
         out[method] = lb.detach()
     y = model(x).detach()
     for method, lb in out.items():

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def random_net(seed: int, d: int = 5, h: int = 10, n: int = 3, scale: float = 2.5):
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
-                        nn.Linear(h, n))
+    net = nn.Sequential(
+        nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, n)
+    )
     with torch.no_grad():
         for p in net.parameters():
             p.mul_(scale)
@@ -71,8 +72,17 @@ def test_backends_agree_on_small_random_queries():
         for res in (a, b):
             c1, c2 = winner_runner_up(net(x[None]))
             C = property_spec(c1, c2, target, 3)[0]
-            ok = recheck(net, x, eps, C, res.counterexamples, excl,
-                         separation=separation, delta=1e-3, margin=1e-3)
+            ok = recheck(
+                net,
+                x,
+                eps,
+                C,
+                res.counterexamples,
+                excl,
+                separation=separation,
+                delta=1e-3,
+                margin=1e-3,
+            )
             assert ok.all()
         if a.status != "unknown" and b.status != "unknown":
             decided += 1
@@ -85,8 +95,18 @@ def test_backends_agree_on_small_random_queries():
 def test_query_drops_sides_the_box_rules_out():
     net = random_net(0)
     eps = torch.tensor([0.1], dtype=torch.float64)
-    task = mb._tasks(net, torch.full((1, 5), 0.5), eps, torch.tensor([1]), [torch.empty(0, 5)],
-                     "runner_up", "every_coord", 1e-3, 1e-3, None)[0][0]
+    task = mb._tasks(
+        net,
+        torch.full((1, 5), 0.5),
+        eps,
+        torch.tensor([1]),
+        [torch.empty(0, 5)],
+        "runner_up",
+        "every_coord",
+        1e-3,
+        1e-3,
+        None,
+    )[0][0]
     box = mb._Box.around(task.x, task.eps, task.witness_dtype)
     # a point on the box's lower face: only the "above" side survives, as a bound
     a = np.full(5, 0.4)

@@ -37,8 +37,9 @@ def digits():
 @pytest.fixture(scope="module")
 def mlp(digits):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(),
-                          nn.Linear(32, 10, bias=False))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10, bias=False)
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(150):
         loss = nn.functional.cross_entropy(model(digits[0]), digits[1])
@@ -48,7 +49,9 @@ def mlp(digits):
     return model.eval()
 
 
-def pocket_net(p: torch.Tensor, radius: float = 0.02, gain: float = 100.0) -> nn.Sequential:
+def pocket_net(
+    p: torch.Tensor, radius: float = 0.02, gain: float = 100.0
+) -> nn.Sequential:
     """Class 0 wins everywhere except in a tiny L1 ball around ``p``, where class 1 wins.
 
     Hidden layer 1 computes ``|x_i - p_i|`` as two ReLUs; the second hidden unit is
@@ -84,12 +87,23 @@ def pgd_finds(model, x, eps, steps=50, restarts=200, seed=0) -> bool:
     return bool(((z[:, c1] - z[:, c2]) <= -1e-3).any())
 
 
-def _check_result(model, x, eps, res, exclude, separation="every_coord", target="runner_up"):
+def _check_result(
+    model, x, eps, res, exclude, separation="every_coord", target="runner_up"
+):
     """Every returned counterexample passes the exact re-check (pairwise separation too)."""
     c1, c2 = winner_runner_up(model(x[None]))
     C = property_spec(c1, c2, target, model(x[None]).shape[-1])[0]
-    ok = recheck(model, x, eps, C, res.counterexamples, exclude, separation=separation,
-                 delta=1e-3, margin=1e-3)
+    ok = recheck(
+        model,
+        x,
+        eps,
+        C,
+        res.counterexamples,
+        exclude,
+        separation=separation,
+        delta=1e-3,
+        margin=1e-3,
+    )
     assert ok.all()
 
 
@@ -130,8 +144,9 @@ def test_excluding_the_pocket_centre_is_proved_exactly(separation):
     model = pocket_net(P, radius=0.0015, gain=1000.0)
     free = find_counterexamples(model, X0, 0.35, 1, separation=separation, timeout=30)
     assert free.status == "sat"
-    res = find_counterexamples(model, X0, 0.35, 1, exclude=[P], separation=separation,
-                               timeout=30)
+    res = find_counterexamples(
+        model, X0, 0.35, 1, exclude=[P], separation=separation, timeout=30
+    )
     assert res.status == "unsat" and res.exhausted
     if importlib.util.find_spec("maraboupy") is not None:
         for ex, want in (((), "sat"), ([P], "unsat")):
@@ -155,13 +170,25 @@ def test_beta_bound_with_relu_phases_is_sound():
     from dalv.verify.bab import BranchAndBound, LirpaConfig as Cfg
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
-                        nn.Linear(8, 3))
+    net = nn.Sequential(
+        nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)
+    )
     x = torch.rand(1, 6)
     eps = torch.tensor([0.3], dtype=torch.float64)
-    bab = BranchAndBound(net, x, eps, 1, [x[:0]], target="any", separation="every_coord",
-                         delta=1e-3, margin=1e-3, timeout=None, seed=0,
-                         config=Cfg(relu_split=True, beta_steps=50))
+    bab = BranchAndBound(
+        net,
+        x,
+        eps,
+        1,
+        [x[:0]],
+        target="any",
+        separation="every_coord",
+        delta=1e-3,
+        margin=1e-3,
+        timeout=None,
+        seed=0,
+        config=Cfg(relu_split=True, beta_steps=50),
+    )
     gen = torch.Generator().manual_seed(1)
     pts = bab.lo_in + (bab.hi_in - bab.lo_in) * torch.rand(20000, 6, generator=gen)
     z1 = pts @ net[0].weight.T + net[0].bias
@@ -202,7 +229,9 @@ def test_any_coord_exclusion_and_any_target(mlp, digits):
     _check_result(mlp, x, 0.3, res, none, separation="any_coord", target="any")
     pts = res.counterexamples.flatten(1).double()
     linf = (pts[:, None] - pts[None]).abs().max(-1).values + torch.eye(len(pts)) * 9
-    assert (linf >= 1e-3).all(), "pairwise L-inf distance >= delta (one coordinate or more)"
+    assert (linf >= 1e-3).all(), (
+        "pairwise L-inf distance >= delta (one coordinate or more)"
+    )
     z = mlp(res.counterexamples)
     assert (z.argmax(1) != mlp(x[None]).argmax(1)).all()
 
@@ -223,8 +252,9 @@ def test_batch_matches_single_calls_and_shapes(mlp, digits):
         assert r.status in ("sat", "unsat", "unknown")
         assert r.counterexamples.shape[1:] == (1, 8, 8)
         _check_result(mlp, xs[i], float(eps[i]), r, xs[i : i + 1])
-        single = find_counterexamples(mlp, xs[i : i + 1], float(eps[i]), 2,
-                                      exclude=excludes[i], timeout=30)
+        single = find_counterexamples(
+            mlp, xs[i : i + 1], float(eps[i]), 2, exclude=excludes[i], timeout=30
+        )
         if "unknown" not in (single.status, r.status):
             assert single.status == r.status
 
@@ -243,16 +273,24 @@ def test_fv_adv_schedule_counts_seeds_and_grows_the_radius():
     seed = torch.zeros(1, 3)  # a far "slot-0" example: excluded and counted in k
     eps0 = torch.tensor([0.001])
     res = fv_adv_counterexamples(model, X0[None], eps0, 3, seeds=[seed], timeout=30)[0]
-    assert res.status == "sat" and len(res.counterexamples) == 2  # k = 3 includes the seed
+    assert (
+        res.status == "sat" and len(res.counterexamples) == 2
+    )  # k = 3 includes the seed
     dist = (res.counterexamples - X0).abs().max(-1).values
     assert (dist > 0.251).all() and (dist <= 0.301 + 1e-6).all()
-    assert res.stats.calls >= 6  # one proof per smaller radius, then the search at 0.301
+    assert (
+        res.stats.calls >= 6
+    )  # one proof per smaller radius, then the search at 0.301
 
 
 def test_conv_network_is_searched_by_lirpa(digits):
     torch.manual_seed(4)
-    cnn = nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(48, 10))
+    cnn = nn.Sequential(
+        nn.Conv2d(1, 3, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(48, 10),
+    )
     x = digits[0][2]
     res = find_counterexamples(cnn, x, 0.2, 2, timeout=20)
     assert res.status in ("sat", "unsat", "unknown")

@@ -1,4 +1,5 @@
 """Writes notebooks/01_dal_baselines.ipynb."""
+
 from nbtools import SETUP, code, md, write
 
 cells = [
@@ -24,15 +25,18 @@ The paper's protocol (spec §2/§4): an MLP (784 → 128 → 10), 50 initial lab
 20 cycles; every cycle retrains from the *initial* model's weights on the acquired examples.
 """),
     code(SETUP),
-    code('''
+    code(
+        """
 SMOKE = False            # tiny settings for the tests
 DATASET = "mnist5k"      # 4,000-image pool of real MNIST digits, 1,000 test images
 METHODS = ["Random", "Entropy", "BADGE", "Core-set"]
 SEEDS = [0, 1, 2]
 CYCLES, BUDGET, INITIAL, CANDIDATES = 20, 50, 50, 10_000
 RUNS_DIR = "runs/01_baselines"
-''', tags=["parameters"]),
-    code('''
+""",
+        tags=["parameters"],
+    ),
+    code("""
 if SMOKE:
     DATASET, SEEDS, CYCLES, BUDGET, INITIAL, CANDIDATES = "digits", [0], 3, 10, 20, 300
     RUNS_DIR = None
@@ -42,17 +46,17 @@ data = dalv.data.load(DATASET)
 cfg = dalv.ExperimentConfig(dataset=DATASET, n_initial=INITIAL, budget=BUDGET,
                             n_cycles=CYCLES, candidates=CANDIDATES)
 data
-'''),
-    code('''
+"""),
+    code("""
 show_images([data.x_train[:12].numpy()], titles=[data.classes[y] for y in data.y_train[:12]]);
-'''),
+"""),
     md("""
 ## One cycle, written out by hand
 
 Everything `dalv.run` does in a cycle, for the Entropy strategy, in plain torch. The seeds come
 from dalv's per-(seed, cycle) streams, so the result must match `dalv.run` exactly.
 """),
-    code('''
+    code("""
 seed, cfg1 = 0, cfg.replace(n_cycles=1)
 init_idx, theta_init = dalv.loop.initial_state(data, cfg1, seed, torch.device("cpu"))  # 50 labels, θ_init
 rng = dalv.loop.cycle_rng(seed, 0)
@@ -67,35 +71,35 @@ model = copy.deepcopy(theta_init)    # paper protocol: restart from θ_init ever
 dalv.train.fit(model, data.x_train[train_idx], data.y_train[train_idx], cfg1.train,
                seed=dalv.loop.fit_seed(seed, 0))
 acc = dalv.train.evaluate(model, data.x_test, data.y_test)
-'''),
-    code('''
+"""),
+    code("""
 cfg1 = cfg1.replace(candidates=min(CANDIDATES, len(unlabelled) - 1))
 table1 = dalv.run(dalv.methods.get("Entropy"), data, cfg1, seed=seed, progress=False)
 assert acc == table1.test_acc[0], (acc, table1.test_acc[0])
 print(f"by hand: {acc:.4f}   dalv.run: {table1.test_acc[0]:.4f}")
-'''),
+"""),
     md("""
 ## The four baselines
 
 `dalv.run_grid` runs every method × seed; with `RUNS_DIR` set, finished runs are read back
 from their checkpoints instead of recomputed, so re-executing this notebook is quick.
 """),
-    code('''
+    code("""
 methods = [dalv.methods.get(m) for m in METHODS]
 table = dalv.run_grid(methods, data, cfg, seeds=SEEDS, out_dir=RUNS_DIR)
 table.head()
-'''),
-    code('''
+"""),
+    code("""
 learning_curves(table, title=f"{DATASET}: baseline strategies (mean ± std over {len(SEEDS)} seeds)");
-'''),
-    code('''
+"""),
+    code("""
 aubc_table(table)
-'''),
-    code('''
+"""),
+    code("""
 for a in ["BADGE", "Entropy", "Core-set"]:
     w = dalv.metrics.paired_wins(table, a, "Random")
     print(f"{a:8s} vs Random: Δ AUBC {w['mean_delta']:+.4f}, wins {w['wins']}/{w['seeds']} seeds")
-'''),
+"""),
     md("""
 ## What to look for
 

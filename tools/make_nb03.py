@@ -1,4 +1,5 @@
 """Writes notebooks/03_formal_verification.ipynb."""
+
 from nbtools import SETUP, code, md, write
 
 cells = [
@@ -18,15 +19,18 @@ dalv answers it two ways: a batched branch and bound driven by **auto_LiRPA** bo
 CROWN; on the GPU when there is one), and **Marabou**, the complete solver the paper used.
 """),
     code(SETUP),
-    code('''
+    code(
+        """
 SMOKE = False
 DATASET = "mnist5k"
 HIDDEN = 128
 N_TRAIN = 2000           # images the network is trained on
 N_POOL = 300             # images for the radius comparison
 K = 10                   # counterexamples wanted for the showcase digit
-''', tags=["parameters"]),
-    code('''
+""",
+        tags=["parameters"],
+    ),
+    code("""
 import time, numpy as np, torch, matplotlib.pyplot as plt
 from torch import nn
 import dalv.attacks, dalv.verify
@@ -39,7 +43,7 @@ data = dalv.data.load(DATASET)
 model = dalv.models.build(dalv.ModelConfig(hidden=HIDDEN), data.input_shape, 10, seed=0)
 dalv.train.fit(model, data.x_train[:N_TRAIN], data.y_train[:N_TRAIN], dalv.TrainConfig(), seed=0)
 print("test accuracy", dalv.train.evaluate(model, data.x_test, data.y_test))
-'''),
+"""),
     md("""
 ## Interval bounds, by hand
 
@@ -47,7 +51,7 @@ Interval bound propagation pushes a box through the network: an affine layer map
 and radius r to W·m + b and |W|·r; ReLU is monotone. Ten lines; they must agree with dalv's
 pure-torch IBP and with auto_LiRPA's.
 """),
-    code('''
+    code("""
 def ibp(model, x, eps):
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     for layer in model:
@@ -64,8 +68,8 @@ with torch.no_grad():
     lo, hi = ibp(model, x, eps)
 assert torch.allclose(lo, interval_bounds(model, x, eps)[0], atol=1e-5)
 assert torch.allclose(hi, bounds(model, x, eps, method="IBP")[1], atol=1e-4)
-'''),
-    code('''
+"""),
+    code("""
 # Soundness: every sampled point of the box maps inside the bounds, for IBP and CROWN.
 xs = (x[:1] + eps * (2 * torch.rand(2000, *x.shape[1:], generator=torch.Generator().manual_seed(0)) - 1)).clamp(0, 1)
 with torch.no_grad():
@@ -74,14 +78,14 @@ for method in ["IBP", "CROWN"]:
     l, h = bounds(model, x[:1], eps, method=method)
     assert (out >= l - 1e-5).all() and (out <= h + 1e-5).all()
     print(f"{method:6s} mean width of the logit bounds: {float((h - l).mean()):.3f}")
-'''),
+"""),
     md("""
 ## CROWN versus IBP
 
 CROWN bounds each neuron by linear functions of the input and back-substitutes, so it keeps
 the correlations IBP throws away. The gap grows with the radius.
 """),
-    code('''
+    code("""
 radii = np.linspace(0.002, 0.05, 10)
 width = {m: [float((lambda b: (b[1] - b[0]).mean())(bounds(model, x, r, method=m))) for r in radii]
          for m in ["IBP", "CROWN"]}
@@ -89,7 +93,7 @@ for m, w in width.items():
     plt.plot(radii, w, marker="o", label=m)
 plt.yscale("log"); plt.xlabel("ε (L∞)"); plt.ylabel("mean logit-bound width"); plt.legend();
 assert all(c <= i + 1e-6 for c, i in zip(width["CROWN"], width["IBP"]))
-'''),
+"""),
     md("""
 ## The true boundary lies between a proof and a witness
 
@@ -97,7 +101,7 @@ For each image, the **certified radius** (largest ε that CROWN proves robust, b
 a lower bound on its distance to the decision boundary; the **minimal FGSM radius** (chapter
 02) is an upper bound. FVAAL ranks by the upper bound.
 """),
-    code('''
+    code("""
 pool = data.x_train[N_TRAIN:N_TRAIN + N_POOL]
 t0 = time.perf_counter(); r_cert = certified_radius(model, pool, method="CROWN"); t1 = time.perf_counter()
 r_atk, _, flipped = dalv.attacks.min_fgsm_eps(model, pool)
@@ -106,7 +110,7 @@ print(f"{N_POOL} certified radii in {t1 - t0:.1f}s; median bracket "
       f"[{r_cert.median():.4f}, {r_atk.median():.4f}]")
 plt.scatter(r_atk, r_cert, s=6); plt.plot([0, r_atk.max()], [0, r_atk.max()], "k--", lw=1)
 plt.xlabel("minimal FGSM radius (witness)"); plt.ylabel("CROWN-certified radius (proof)");
-'''),
+"""),
     md("""
 ## k counterexamples for one digit
 
@@ -114,7 +118,7 @@ The paper's FV-Adv asks for counterexamples one at a time, each excluded from th
 0.001 in every pixel. dalv's branch and bound asks for all k at once. We start from the
 digit's FGSM example (the seed set E) at its FGSM radius + 0.05, as FVAAL+FV-Adv does.
 """),
-    code('''
+    code("""
 i = int(torch.argsort(r_atk)[N_POOL // 2])          # a typical image
 x0, e0 = pool[i], float(r_atk[i]) + 0.05
 x_fgsm = dalv.attacks.fgsm(model, x0[None], float(r_atk[i]))
@@ -124,15 +128,15 @@ cex = res.counterexamples
 with torch.no_grad():
     print("predicted classes:", model(cex).argmax(1).tolist(), "(clean:", int(model(x0[None]).argmax()), ")")
 show_images([[x0.numpy(), *x_fgsm.numpy()], cex[:8].numpy()], row_labels=["clean, FGSM", "verifier"]);
-'''),
-    code('''
+"""),
+    code("""
 # Diversity: the FGSM sweep (FGSM-Adv) walks one ray; the verifier's points must differ in every pixel.
 sweep = torch.stack([dalv.attacks.fgsm(model, x0[None], float(e))[0]
                      for e in np.linspace(float(r_atk[i]), 0.1 + float(r_atk[i]), len(cex))])
 for name, pts in [("FGSM sweep", sweep), ("verifier", cex)]:
     s = dalv.metrics.pairwise_distance_stats(dalv.models.embed(model, pts).detach().numpy())
     print(f"{name:10s}: mean pairwise distance (penultimate layer) {s['mean']:.3f}")
-'''),
+"""),
     md("""
 ## Marabou answers the same question
 
@@ -140,14 +144,14 @@ Marabou encodes the network exactly (linear equations, ReLU constraints, one dis
 pixel per excluded point) and decides the query. Its witnesses sit on the margin, so dalv
 asks for a slightly stricter margin and re-checks in float64.
 """),
-    code('''
+    code("""
 t0 = time.perf_counter()
 res_m = find_counterexamples(model, x0, e0, 2, exclude=x_fgsm, backend="marabou", timeout=120)
 print(f"Marabou: {res_m.status}, {len(res_m.counterexamples)} counterexamples "
       f"in {time.perf_counter() - t0:.1f}s")
 res_l = find_counterexamples(model, x0, e0, 2, exclude=x_fgsm)
 assert res_m.status == res_l.status or "unknown" in (res_m.status, res_l.status)
-'''),
+"""),
     md("""
 ## A counterexample that gradient attacks miss
 
@@ -156,7 +160,7 @@ where a ReLU "bump" lifts class 1. Outside the ball the bump is exactly zero, so
 is zero too: PGD from x sees nothing to follow. The branch and bound splits the box until the
 bounds isolate the pocket, and finds it.
 """),
-    code('''
+    code("""
 def pocket_net(p, radius=0.02, gain=100.0):
     d = p.numel()
     l1, l2, l3 = nn.Linear(d, 2 * d), nn.Linear(2 * d, 1), nn.Linear(1, 2)
@@ -173,6 +177,6 @@ print("PGD (100 restarts) flips it:", bool(net(adv).argmax(1) != 0))
 found = find_counterexamples(net, x_c, 0.4, 1, timeout=60)
 print("branch and bound:", found.status, found.counterexamples, "subdomains", found.stats.subdomains)
 assert found.status == "sat" and net(found.counterexamples).argmax(1).item() == 1
-'''),
+"""),
 ]
 write("notebooks/03_formal_verification.ipynb", cells)

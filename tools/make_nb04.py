@@ -1,4 +1,5 @@
 """Writes notebooks/04_fvaal.ipynb."""
+
 from nbtools import SETUP, code, md, write
 
 cells = [
@@ -18,7 +19,8 @@ We build it up in three steps — FVAAL-No-Adv, then + FGSM-Adv (cheap gradient 
 along one ray), then + FV-Adv — and check the paper's claims on mnist5k.
 """),
     code(SETUP),
-    code('''
+    code(
+        """
 SMOKE = False
 DATASET = "mnist5k"
 SEEDS = [0, 1, 2]
@@ -26,8 +28,10 @@ CYCLES, BUDGET = 20, 50
 K = 10                   # adversarial examples per queried image
 BACKEND = "lirpa"        # or "marabou"
 RUNS_DIR = "runs/mnist5k"  # shared with `python -m dalv reproduce --preset mnist5k`
-''', tags=["parameters"]),
-    code('''
+""",
+        tags=["parameters"],
+    ),
+    code("""
 import numpy as np, torch, pandas as pd, matplotlib.pyplot as plt
 from dalv import report
 from dalv.plots import aubc_table, learning_curves, show_images
@@ -38,22 +42,22 @@ cfg = dalv.ExperimentConfig(dataset=DATASET, n_initial=50, budget=BUDGET, n_cycl
 names = ["FVAAL-No-Adv", f"FVAAL+FGSM-Adv({K})", "FVAAL"]
 methods = [dalv.methods.get(n, k=K) for n in names]
 methods[2] = methods[2].with_verifier(BACKEND)
-'''),
+"""),
     md("""
 ## The three steps
 
 Every method of a seed starts from the same 50 labels and the same initial model, so the
 comparison is paired.
 """),
-    code('''
+    code("""
 table = dalv.run_grid(methods, data, cfg, seeds=SEEDS, out_dir=RUNS_DIR)
 learning_curves(table, x="cycle", paper=None if SMOKE else
                 dalv.paper.paper_table("mnist").query("method in @names"),
                 title=f"{DATASET}: FVAAL without, with FGSM and with FV augmentation");
-'''),
-    code('''
+"""),
+    code("""
 aubc_table(table)
-'''),
+"""),
     md("""
 ## What the verifier returned, checked by hand
 
@@ -62,7 +66,7 @@ winner by the margin, and every pair of examples differs by at least δ in **eve
 Each example FV-Adv added in the first cycle must pass it (the verifier's own float64
 re-check is `dalv.verify.recheck`).
 """),
-    code('''
+    code("""
 run0 = f"{RUNS_DIR}/{methods[2].slug}/seed_{SEEDS[0]}"
 st = dalv.loop.load_cycle(run0, 0)
 init = dalv.loop.load_checkpoint(f"{run0}/checkpoints/init.pt")
@@ -74,8 +78,8 @@ with torch.no_grad():
     c1, c2 = theta(x[None]).double().topk(2).indices[0]
     f = theta(ex).double()
 print(f"image {i}: {len(ex)} examples; winner {int(c1)}, runner-up {int(c2)}")
-'''),
-    code('''
+"""),
+    code("""
 fv = ex[1:] if st["row"]["aug_own"] else ex     # the strategy's own FGSM example comes first
 gap = (f[-len(fv):, c1] - f[-len(fv):, c2]).numpy()
 radius = (fv - x).abs().flatten(1).max(1).values
@@ -84,13 +88,13 @@ pair_min = torch.stack([(fv[a] - fv[b]).abs().min() for a in range(len(fv))
 assert (gap <= -1e-3 + 1e-6).all(), gap        # runner-up wins by the margin
 assert float(pair_min.min()) >= 1e-3 - 1e-6     # separated in every pixel
 print("margins", gap.round(4), "| L∞ radius", radius.numpy().round(3))
-'''),
-    code('''
+"""),
+    code("""
 fgsm_run = f"{RUNS_DIR}/{methods[1].slug}/seed_{SEEDS[0]}"
 fg = dalv.loop.load_cycle(fgsm_run, 0)
 fg_ex = fg["adv_x"][torch.from_numpy(fg["adv_src"] == fg["adv_src"][0])]
 show_images([fg_ex.numpy(), ex.numpy()], row_labels=["FGSM-Adv", "FV-Adv"]);
-'''),
+"""),
     md("""
 ## Why verifier counterexamples differ
 
@@ -106,13 +110,13 @@ in the model's **penultimate** layer (what the paper intends) and in the **logit
 the reference code measured, spec §7), for the first and the last cycle: over all pairs
 (scope "all", the paper's measure) and over pairs of examples of the same image ("per image").
 """),
-    code('''
+    code("""
 runs = {f"{m.name} · seed {s}": f"{RUNS_DIR}/{m.slug}/seed_{s}" for m in methods[1:] for s in SEEDS}
 div = report.diversity(runs)
 div["method"] = div["run"].str.split(" · ").str[0]
 div.groupby(["scope", "layer", "cycle", "method"])[["num_points", "mean", "median", "p10", "p90"]].mean().round(3)
-'''),
-    code('''
+"""),
+    code("""
 from sklearn.decomposition import PCA
 emb = lambda z: st["model"][:-1](z).detach().numpy()
 a, b = emb(fg["adv_x"]), emb(st["adv_x"])
@@ -120,7 +124,7 @@ pca = PCA(2).fit(np.vstack([a, b]))
 for z, lab in [(a, "FGSM-Adv"), (b, "FV-Adv")]:
     p = pca.transform(z); plt.scatter(p[:, 0], p[:, 1], s=6, alpha=0.5, label=lab)
 plt.legend(); plt.title("cycle-0 adversarial examples, penultimate layer (PCA)");
-'''),
+"""),
     md("""
 ## The paper's claims, checked on our runs
 
@@ -130,7 +134,7 @@ from those. With 3 seeds a gap smaller than the seed-to-seed spread is not evide
 way. The claims that need other methods (DFAL, BADGE, Random) are checked too when
 `python -m dalv reproduce --preset mnist5k` has run them into the same `RUNS_DIR`.
 """),
-    code('''
+    code("""
 from pathlib import Path
 from dalv.reproduce import cells, collect
 grid = table
@@ -141,6 +145,6 @@ if not SMOKE and DATASET == "mnist5k":
         grid = pd.concat([table, done[full]]).drop_duplicates(["method", "seed", "cycle"])
 print(f"{grid.method.nunique()} methods × {grid.seed.nunique()} seeds")
 report.claims(grid)
-'''),
+"""),
 ]
 write("notebooks/04_fvaal.ipynb", cells)

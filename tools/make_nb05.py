@@ -1,4 +1,5 @@
 """Writes notebooks/05_reproduce.ipynb (the papermill report template)."""
+
 from nbtools import SETUP, code, md, write
 
 cells = [
@@ -13,7 +14,8 @@ inputs hidden. Opened by hand, it runs (or reloads) the grid its parameters desc
 Our curves are solid with a ±1 std band over seeds; the paper's 5-seed averages are dashed.
 """),
     code(SETUP),
-    code('''
+    code(
+        """
 # Parameters: None means "the preset's value".
 REPORT_DIR = None        # a folder holding results.csv + config.json (set by `dalv reproduce`)
 TITLE = "dalv report"
@@ -29,16 +31,18 @@ VERIFIER = None          # "lirpa" or "marabou"
 PROTOCOL = None          # "paper" or "clean"
 HIDDEN = None
 DEVICE = "auto"
-''', tags=["parameters"]),
-    code('''
+""",
+        tags=["parameters"],
+    ),
+    code("""
 import json, pathlib
 import pandas as pd
 from IPython.display import Markdown, display
 from dalv import report
 from dalv.reproduce import PRESETS, Preset, cells, collect, grid_diversity, run_cells
 from dataclasses import replace
-'''),
-    code('''
+"""),
+    code("""
 if REPORT_DIR and (pathlib.Path(REPORT_DIR) / "results.csv").exists():
     out = pathlib.Path(REPORT_DIR)
     table = pd.read_csv(out / "results.csv")
@@ -62,13 +66,13 @@ else:  # run the grid the parameters describe
 display(Markdown(f"# {TITLE}\\n\\n{config.get('description', '')}\\n\\n"
                  f"{table['method'].nunique()} methods × {table['seed'].nunique()} seeds × "
                  f"{table['cycle'].nunique()} cycles on **{table['dataset'].iloc[0]}**."))
-'''),
+"""),
     md("## Learning curves"),
-    code('''
+    code("""
 from IPython.display import Image
 for path in report.save_figures(table, out / "figures"):
     display(Image(filename=str(path)))
-'''),
+"""),
     md("""
 ## AUBC and final accuracy
 
@@ -76,10 +80,10 @@ Normalised AUBC (trapezoid over cycles, divided by the number of cycles − 1, s
 seeds, beside the paper's 5-seed values. The paper's MNIST numbers are for the full 60k-image pool; mnist5k
 has a 4,000-image pool and a 1,000-image test set, so absolute values differ and the ranking is what to compare.
 """),
-    code('''
+    code("""
 cmp = report.comparison(table)
 display(cmp.style.format(precision=4, na_rep="–").hide(axis="index"))
-'''),
+"""),
     md("""
 ## The paper's claims, checked (paired by seed)
 
@@ -90,11 +94,11 @@ and the majority of seeds both favour A, "no" when both favour B, "mixed" when t
 published curves (its five per-seed files; its averages where a method is missing there):
 the text's claims are not all borne out by its own figures.
 """),
-    code('''
+    code("""
 cl = report.claims(table)
 display(cl.style.format(precision=4, na_rep="–").hide(axis="index") if len(cl)
         else Markdown("_None of the paper's compared pairs ran in this grid._"))
-'''),
+"""),
     md("""
 ## Diversity of the added adversarial examples
 
@@ -104,7 +108,7 @@ reference code measured, spec §7), for the first and the last cycle; mean and s
 Scope **all** compares every pair, as the paper did; **per image** only pairs of examples of
 the same queried image: FGSM-Adv's lie on a single ray, FV-Adv's must differ in every pixel.
 """),
-    code('''
+    code("""
 if div is None:
     display(Markdown("_Not computed: this report folder has no `diversity.csv` "
                      "(`dalv reproduce` writes it from the run folders)._"))
@@ -119,15 +123,15 @@ elif len(div):
     g.set_axis_labels("mean pairwise distance", "")
 else:
     display(Markdown("_No method in this grid added adversarial examples._"))
-'''),
+"""),
     md("## Time per cycle (seconds)"),
-    code('''
+    code("""
 display(report.timings(table).style.format(precision=2).hide(axis="index"))
-'''),
+"""),
     md("## Configuration and environment"),
-    code('''
+    code("""
 display(Markdown("```json\\n" + json.dumps(config, indent=1) + "\\n```"))
 display(pd.Series(report.environment(), name="version").to_frame())
-'''),
+"""),
 ]
 write("notebooks/05_reproduce.ipynb", cells)

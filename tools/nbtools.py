@@ -2,6 +2,7 @@
 
 Usage: python tools/nbtools.py  (rewrites nothing by itself; imported by tools/make_*.py)
 """
+
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -32,11 +33,15 @@ def code(text, tags=()):
 
 def write(path, cells):
     import pathlib
+
     stem = pathlib.Path(path).stem.split("_")[0]
     for i, c in enumerate(cells):  # stable ids: regenerating changes only edited cells
         c.id = f"c{stem}-{i:02d}"
     nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     nbformat.write(nb, pathlib.Path(__file__).resolve().parent.parent / path)

@@ -77,7 +77,9 @@ class FVAdv(Augmenter):
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if self.backend not in ("lirpa", "marabou"):
-            raise ValueError(f"unknown backend {self.backend!r}; choose 'lirpa' or 'marabou'")
+            raise ValueError(
+                f"unknown backend {self.backend!r}; choose 'lirpa' or 'marabou'"
+            )
         if not self.step > 0:
             raise ValueError(f"step must be > 0, got {self.step}")
         if self.max_subdomains < 1:
@@ -91,9 +93,16 @@ class FVAdv(Augmenter):
         """The same augmenter on another verifier backend."""
         return replace(self, backend=backend)
 
-    def generate(self, model: nn.Module, x: Tensor, y: Tensor, *, source_idx: np.ndarray,
-                 hints: Selection | None = None,
-                 rng: np.random.Generator) -> AugmentedBatch:
+    def generate(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        *,
+        source_idx: np.ndarray,
+        hints: Selection | None = None,
+        rng: np.random.Generator,
+    ) -> AugmentedBatch:
         b = len(x)
         device = next(model.parameters()).device
         x = x.to(device)
@@ -104,38 +113,60 @@ class FVAdv(Augmenter):
             eps0 = torch.where(e <= self.eps_reset_above, e, eps0)
         has_own = torch.zeros(b, dtype=torch.bool, device=device)
         if "x_adv" in extras:
-            has_own = extras.get("has_adv", extras.get("adv_ok", has_own)).to(device).bool()
+            has_own = (
+                extras.get("has_adv", extras.get("adv_ok", has_own)).to(device).bool()
+            )
         x_own = extras["x_adv"].to(device) if "x_adv" in extras else x
         empty = x.new_empty(0, *x.shape[1:])
-        seeds = [x_own[i:i + 1] if has_own[i] else empty for i in range(b)]
+        seeds = [x_own[i : i + 1] if has_own[i] else empty for i in range(b)]
         results = fv_adv_counterexamples(
-            model, x, eps0, self.k, seeds=seeds, step=self.step, backend=self.backend,
-            timeout=self.timeout, target=self.target, separation=self.separation,
-            delta=self.delta, margin=self.margin, seed=int(rng.integers(2**31)),
-            **({"config": LirpaConfig(max_bounded_per_input=self.max_subdomains)}
-               if self.backend == "lirpa" else {}))
+            model,
+            x,
+            eps0,
+            self.k,
+            seeds=seeds,
+            step=self.step,
+            backend=self.backend,
+            timeout=self.timeout,
+            target=self.target,
+            separation=self.separation,
+            delta=self.delta,
+            margin=self.margin,
+            seed=int(rng.integers(2**31)),
+            **(
+                {"config": LirpaConfig(max_bounded_per_input=self.max_subdomains)}
+                if self.backend == "lirpa"
+                else {}
+            ),
+        )
         xs, src, ys = [], [], []
         for i, res in enumerate(results):
             block = res.counterexamples[: self.k - int(has_own[i])]
             if has_own[i]:
-                block = torch.cat([x_own[i:i + 1], block])
+                block = torch.cat([x_own[i : i + 1], block])
             xs.append(block)
             ys.append(y[i].repeat(len(block)))
             src.append(np.full(len(block), source_idx[i], dtype=np.int64))
         n_own = int(has_own.sum())
         n_new = sum(len(r.counterexamples) for r in results)
-        stats = {"requested": float(b * self.k), "found": float(n_own + n_new),
-                 "own": float(n_own), "fv": float(n_new),
-                 "sat": float(sum(r.status == "sat" for r in results)),
-                 "unsat": float(sum(r.status == "unsat" for r in results)),
-                 "unknown": float(sum(r.status == "unknown" for r in results)),
-                 "timeouts": float(sum(r.stats.timed_out for r in results)),
-                 "calls": float(sum(r.stats.calls for r in results)),
-                 "rejected": float(sum(r.stats.rejected for r in results))}
-        return AugmentedBatch(torch.cat(xs) if xs else empty,
-                              torch.cat(ys) if ys else y.new_empty(0),
-                              np.concatenate(src) if src else np.empty(0, dtype=np.int64),
-                              stats)
+        stats = {
+            "requested": float(b * self.k),
+            "found": float(n_own + n_new),
+            "own": float(n_own),
+            "fv": float(n_new),
+            "sat": float(sum(r.status == "sat" for r in results)),
+            "unsat": float(sum(r.status == "unsat" for r in results)),
+            "unknown": float(sum(r.status == "unknown" for r in results)),
+            "timeouts": float(sum(r.stats.timed_out for r in results)),
+            "calls": float(sum(r.stats.calls for r in results)),
+            "rejected": float(sum(r.stats.rejected for r in results)),
+        }
+        return AugmentedBatch(
+            torch.cat(xs) if xs else empty,
+            torch.cat(ys) if ys else y.new_empty(0),
+            np.concatenate(src) if src else np.empty(0, dtype=np.int64),
+            stats,
+        )
 
 
 @dataclass(frozen=True)
@@ -158,13 +189,20 @@ class CertifiedRadius(ScoreStrategy):
     method: str = "CROWN"
     tol: float = 1e-3
 
-    def score(self, model: nn.Module, x: Tensor) -> tuple[np.ndarray, dict[str, Tensor]]:
+    def score(
+        self, model: nn.Module, x: Tensor
+    ) -> tuple[np.ndarray, dict[str, Tensor]]:
         device = next(model.parameters()).device
         x = x.to(device)
         r_cert = certified_radius(model, x, method=self.method, tol=self.tol)
         eps, x_adv, flipped = min_fgsm_eps(model, x)
-        extras = {"eps": r_cert, "r_atk": eps, "x_adv": x_adv, "adv_ok": flipped,
-                  "has_adv": flipped}
+        extras = {
+            "eps": r_cert,
+            "r_atk": eps,
+            "x_adv": x_adv,
+            "adv_ok": flipped,
+            "has_adv": flipped,
+        }
         return -r_cert.double().cpu().numpy(), extras
 
 

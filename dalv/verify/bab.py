@@ -341,8 +341,12 @@ class BranchAndBound:
         """Restart proved inputs on a larger box; return the rest."""
         if self.grow_eps is None:
             return owners
-        grow = [b for b in owners if not bool(self.cut_short[b])
-                and float(self.eps[b]) + self.grow_eps <= self.max_eps + 1e-12]
+        grow = [
+            b
+            for b in owners
+            if not bool(self.cut_short[b])
+            and float(self.eps[b]) + self.grow_eps <= self.max_eps + 1e-12
+        ]
         if grow:
             rows = torch.tensor(grow, device=self.device)
             self.eps[rows] += self.grow_eps
@@ -419,8 +423,13 @@ class BranchAndBound:
         self, y: Tensor, lo: Tensor, hi: Tensor, rows: Tensor
     ) -> tuple[Tensor, Tensor]:
         return project_feasible(
-            y, lo, hi, self.E[rows], self.Emask[rows],
-            separation=self.separation, delta=self.delta + _DELTA_PAD,
+            y,
+            lo,
+            hi,
+            self.E[rows],
+            self.Emask[rows],
+            separation=self.separation,
+            delta=self.delta + _DELTA_PAD,
         )
 
     def _tighten(
@@ -571,7 +580,10 @@ class BranchAndBound:
             rows = own_s.repeat(n_starts)
             best, g = self._pgd(
                 torch.cat([*fixed, rl + (rh - rl) * u]),
-                lo_s.repeat(n_starts, 1), hi_s.repeat(n_starts, 1), rows, steps,
+                lo_s.repeat(n_starts, 1),
+                hi_s.repeat(n_starts, 1),
+                rows,
+                steps,
                 exclude=is_root,
             )
             good = g <= -self.margin - _FAST_SLACK
@@ -663,8 +675,11 @@ class BranchAndBound:
         out, inp = bm.output_name[0], bm.input_name[0]
         with torch.no_grad():
             lb, _, A = bm.compute_bounds(
-                x=(lirpa.BoundedTensor((lo_t + hi_t) / 2, ptb),), C=self.C[own],
-                method="CROWN", bound_upper=False, return_A=True,
+                x=(lirpa.BoundedTensor((lo_t + hi_t) / 2, ptb),),
+                C=self.C[own],
+                method="CROWN",
+                bound_upper=False,
+                return_A=True,
                 needed_A_dict={out: [inp]},
             )
         coeff = A[out][inp]["lA"].reshape(lo.shape[0], self.C.shape[1], self.d)
@@ -762,8 +777,14 @@ class BranchAndBound:
         return out
 
     def _split(
-        self, lo: Tensor, hi: Tensor, own: Tensor, phase: Tensor, box: Tensor,
-        bnd: _Bounds, unresolved: Tensor,
+        self,
+        lo: Tensor,
+        hi: Tensor,
+        own: Tensor,
+        phase: Tensor,
+        box: Tensor,
+        bnd: _Bounds,
+        unresolved: Tensor,
     ) -> None:
         """Split the surviving subdomains and put the children in the pool."""
         prio = bnd.lower.min(1).values

@@ -365,8 +365,16 @@ def solve_task(task: MarabouTask) -> MarabouOutcome:
     wit = np.stack(found) if found else np.zeros((0, d), dtype=task.witness_dtype)
     seconds = time.monotonic() - t0
     return MarabouOutcome(
-        wit, exhausted, timed_out, counts["calls"], counts["states"], rejected, seconds,
-        code, notes, eps,
+        wit,
+        exhausted,
+        timed_out,
+        counts["calls"],
+        counts["states"],
+        rejected,
+        seconds,
+        code,
+        notes,
+        eps,
     )
 
 
@@ -399,11 +407,20 @@ def _tasks(
         others = [j for j in range(n_classes) if j != w1]
         targets = [int(c2[b])] if target == "runner_up" else others
         task = MarabouTask(
-            weights=weights, x=xs[b].flatten().to(torch.float64).cpu().numpy(),
-            eps=float(eps[b]), witness_dtype=dtype, c1=w1, targets=targets,
-            exclude=excludes[b].flatten(1).to(torch.float64).cpu().numpy(), k=int(k[b]),
-            separation=separation, delta=delta, margin=margin, timeout=timeout,
-            grow_eps=grow_eps, max_eps=max_eps,
+            weights=weights,
+            x=xs[b].flatten().to(torch.float64).cpu().numpy(),
+            eps=float(eps[b]),
+            witness_dtype=dtype,
+            c1=w1,
+            targets=targets,
+            exclude=excludes[b].flatten(1).to(torch.float64).cpu().numpy(),
+            k=int(k[b]),
+            separation=separation,
+            delta=delta,
+            margin=margin,
+            timeout=timeout,
+            grow_eps=grow_eps,
+            max_eps=max_eps,
         )
         tasks.append(task)
     return tasks, c1, c2, C
@@ -445,8 +462,18 @@ def marabou_search_batch(
         hint = "the marabou backend needs maraboupy: pip install maraboupy"
         raise ImportError(hint) from err
     tasks, c1, c2, C = _tasks(
-        model, xs, eps, k, excludes, target, separation, delta, margin, timeout,
-        grow_eps, max_eps,
+        model,
+        xs,
+        eps,
+        k,
+        excludes,
+        target,
+        separation,
+        delta,
+        margin,
+        timeout,
+        grow_eps,
+        max_eps,
     )
     cap = (os.cpu_count() or 1) if workers is None else workers
     n_workers = max(1, min(cap, len(tasks)))
@@ -465,8 +492,15 @@ def marabou_search_batch(
         cand = torch.from_numpy(out.witnesses).to(device=xs.device, dtype=dtype)
         cand = cand.view(-1, *xs.shape[1:])
         ok = recheck(
-            model, xs[b], out.eps, C[b], cand, excludes[b],
-            separation=separation, delta=delta, margin=margin,  # type: ignore[arg-type]
+            model,
+            xs[b],
+            out.eps,
+            C[b],
+            cand,
+            excludes[b],
+            separation=separation,
+            delta=delta,
+            margin=margin,  # type: ignore[arg-type]
         )
         dropped = int((~ok).sum())
         cex = cand[ok]

@@ -206,7 +206,12 @@ def project_feasible(
         return y, feasible
     n = int(excl_mask[rows].sum(1).max())
     moved, ok = _project_rows(
-        y[rows], lo[rows], hi[rows], excl[rows, :n], excl_mask[rows, :n], separation,
+        y[rows],
+        lo[rows],
+        hi[rows],
+        excl[rows, :n],
+        excl_mask[rows, :n],
+        separation,
         delta,
     )
     y = y.index_copy(0, rows, moved)

@@ -101,9 +101,20 @@ def find_counterexamples(
     x1 = single_input(model, x)
     excl = _stack_exclude(exclude, x1)
     return find_counterexamples_batch(
-        model, x1[None], eps, k, excludes=[excl], backend=backend, target=target,
-        separation=separation, delta=delta, margin=margin, timeout=timeout, seed=seed,
-        config=config, workers=1,
+        model,
+        x1[None],
+        eps,
+        k,
+        excludes=[excl],
+        backend=backend,
+        target=target,
+        separation=separation,
+        delta=delta,
+        margin=margin,
+        timeout=timeout,
+        seed=seed,
+        config=config,
+        workers=1,
     )[0]
 
 
@@ -179,14 +190,35 @@ def find_counterexamples_batch(
         from dalv.verify.marabou import marabou_search_batch  # noqa: PLC0415 - optional
 
         return marabou_search_batch(
-            model, xs, eps_t, ks, excl, target=target, separation=separation,
-            delta=delta, margin=margin, timeout=timeout, workers=workers,
-            grow_eps=grow_eps, max_eps=max_eps,
+            model,
+            xs,
+            eps_t,
+            ks,
+            excl,
+            target=target,
+            separation=separation,
+            delta=delta,
+            margin=margin,
+            timeout=timeout,
+            workers=workers,
+            grow_eps=grow_eps,
+            max_eps=max_eps,
         )
     search = BranchAndBound(
-        model, xs, eps_t, ks, excl, target=target, separation=separation, delta=delta,
-        margin=margin, timeout=timeout, seed=seed, config=config or LirpaConfig(),
-        grow_eps=grow_eps, max_eps=max_eps,
+        model,
+        xs,
+        eps_t,
+        ks,
+        excl,
+        target=target,
+        separation=separation,
+        delta=delta,
+        margin=margin,
+        timeout=timeout,
+        seed=seed,
+        config=config or LirpaConfig(),
+        grow_eps=grow_eps,
+        max_eps=max_eps,
     )
     return search.run()
 
@@ -246,9 +278,16 @@ def fv_adv_counterexamples(
     ]
     if todo:
         results = find_counterexamples_batch(
-            model, xs[todo], eps[todo], [need[i] for i in todo],
-            excludes=[excl[i] for i in todo], backend=backend, timeout=timeout,
-            grow_eps=step, max_eps=max_eps, **kwargs,  # type: ignore[arg-type]
+            model,
+            xs[todo],
+            eps[todo],
+            [need[i] for i in todo],
+            excludes=[excl[i] for i in todo],
+            backend=backend,
+            timeout=timeout,
+            grow_eps=step,
+            max_eps=max_eps,
+            **kwargs,  # type: ignore[arg-type]
         )
         for i, res in zip(todo, results):
             out[i] = res
