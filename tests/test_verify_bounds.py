@@ -1,5 +1,7 @@
-"""Bounds: sound on sampled points, IBP <= CROWN <= alpha-CROWN, pure torch = auto_LiRPA,
-and the certified radius."""
+"""Bounds: sound on sampled points, IBP <= CROWN <= alpha-CROWN, pure torch =
+auto_LiRPA, and the certified radius."""
+
+import importlib
 
 import pytest
 import torch
@@ -12,8 +14,7 @@ try:
 except ImportError as err:  # pragma: no cover - environment without auto_LiRPA
     pytest.skip(str(err), allow_module_level=True)
 
-from dalv.verify import bounds as B  # noqa: E402
-from dalv.verify.bounds import (  # noqa: E402
+from dalv.verify import (  # noqa: E402
     bounds,
     certified_radius,
     crown_bounds,
@@ -22,6 +23,7 @@ from dalv.verify.bounds import (  # noqa: E402
     margin_lower_bounds,
     spec_matrix,
 )
+from dalv.verify.lirpa import bounded_module  # noqa: E402
 
 
 def _digits(n: int = 600):
@@ -87,7 +89,8 @@ def cnn(data):
 
 
 def _samples(x, eps, n, gen):
-    """Random points of each input's box plus its two extreme corners; [B, n + 2, ...]."""
+    """Random points of each input's box plus its two extreme corners: [B, n + 2, ...]
+    (the box as witnesses see it, rounded inward)."""
     lo, hi = input_box(x, eps, rounding="inward")
     u = torch.rand(x.shape[0], n, *x.shape[1:], generator=gen)
     pts = lo[:, None] + (hi - lo)[:, None] * u
@@ -95,7 +98,8 @@ def _samples(x, eps, n, gen):
 
 
 def _pgd_success(model, x, eps, steps=40, restarts=4, seed=0):
-    """Untargeted PGD on the margin f_pred - max_other; True where it flips the prediction."""
+    """Untargeted PGD on the margin f_pred - max_other; True where it flips the
+    prediction."""
     gen = torch.Generator().manual_seed(seed)
     lo, hi = input_box(x, eps, rounding="inward")
     pred = model(x).argmax(1)
@@ -189,7 +193,8 @@ def test_certified_radius_is_proved_unattackable_and_below_attack_radius(mlp, da
     lb = margin_lower_bounds(mlp, x[pos], r[pos], pred[pos]).min(1).values
     assert (lb > 0).all()
     assert not _pgd_success(mlp, x[pos], r[pos]).any()
-    # The smallest radius where PGD succeeds (bisection) is never below the certified one.
+    # The smallest radius where PGD succeeds (bisection) is never below the certified
+    # one.
     lo, hi = torch.zeros(12, dtype=torch.float64), torch.ones(12, dtype=torch.float64)
     ok_hi = _pgd_success(mlp, x, hi)
     for _ in range(10):
@@ -203,20 +208,20 @@ def test_bounded_module_is_cached_and_follows_in_place_training(data):
     torch.manual_seed(3)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))
     x = data[0][:3]
-    first = B.bounded_module(model, (1, 8, 8))
-    assert B.bounded_module(model, (1, 8, 8)) is first
+    first = bounded_module(model, (1, 8, 8))
+    assert bounded_module(model, (1, 8, 8)) is first
     before = bounds(model, x, 0.05, "CROWN")[0]
     with torch.no_grad():
         model[1].weight.mul_(2.0)
     after = bounds(model, x, 0.05, "CROWN")[0]
-    assert B.bounded_module(model, (1, 8, 8)) is first
+    assert bounded_module(model, (1, 8, 8)) is first
     expected = crown_bounds(model, x, 0.05)[0].float()
     torch.testing.assert_close(after, expected, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(before, after)
     model[1].weight = nn.Parameter(
         model[1].weight.detach().clone()
     )  # new storage: rebuilt
-    assert B.bounded_module(model, (1, 8, 8)) is not first
+    assert bounded_module(model, (1, 8, 8)) is not first
 
 
 def test_input_box_rounding():
@@ -228,6 +233,14 @@ def test_input_box_rounding():
     assert (lo_in.double() >= lo64).all() and (hi_in.double() <= hi64).all()
     assert (lo_out.double() <= lo64).all() and (hi_out.double() >= hi64).all()
     assert (lo64 >= 0).all() and (hi64 <= 1).all()
+
+
+def test_bounds_is_a_function_of_the_package():
+    import dalv.verify
+
+    assert callable(dalv.verify.bounds) and dalv.verify.bounds is bounds
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("dalv.verify.bounds")
 
 
 def test_bad_arguments(mlp, data):

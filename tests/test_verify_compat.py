@@ -1,4 +1,5 @@
-"""auto_LiRPA 0.3 shims: they work on the pinned torch and are no-ops when not needed."""
+"""auto_LiRPA 0.3 shims: they work on the pinned torch and are no-ops when not
+needed."""
 
 import importlib
 import sys

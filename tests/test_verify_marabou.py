@@ -1,4 +1,8 @@
-"""Marabou backend: the query it builds, agreement with the lirpa backend, timeouts."""
+"""Marabou backend: the query it builds, agreement with the lirpa backend, budgets and
+the whole-call deadline."""
+
+import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -7,13 +11,19 @@ from torch import nn
 
 pytest.importorskip("maraboupy")
 
-from dalv.verify import marabou as mb  # noqa: E402
-from dalv.verify.compat import import_auto_lirpa  # noqa: E402
-from dalv.verify.property import property_spec, recheck, winner_runner_up  # noqa: E402
-from dalv.verify.search import (  # noqa: E402
-    find_counterexamples,
-    find_counterexamples_batch,
+from dalv.verify import (  # noqa: E402
+    Budget,
+    LirpaVerifier,
+    MarabouVerifier,
+    Property,
+    Schedule,
+    recheck,
+    winner_runner_up,
 )
+from dalv.verify import marabou as mb  # noqa: E402
+from dalv.verify import marabou_query as mq  # noqa: E402
+from dalv.verify import marabou_worker as mw  # noqa: E402
+from dalv.verify.compat import import_auto_lirpa  # noqa: E402
 
 try:
     import_auto_lirpa()
@@ -65,79 +75,114 @@ def queries():
 
 def test_backends_agree_on_small_random_queries():
     decided = sat = unsat = 0
+    lirpa, marabou = LirpaVerifier(), MarabouVerifier(workers=1)
     for net, x, eps, excl, separation, target in queries():
-        kw = dict(exclude=excl, separation=separation, target=target, timeout=3)
-        a = find_counterexamples(net, x, eps, 2, **kw)
-        b = find_counterexamples(net, x, eps, 2, backend="marabou", **kw)
+        prop = Property(target=target, separation=separation)
+        a = lirpa.find(net, x, eps, 2, excl, prop, Budget(work=20_000))
+        b = marabou.find(net, x, eps, 2, excl, prop, Budget(work=10))
         for res in (a, b):
             c1, c2 = winner_runner_up(net(x[None]))
-            C = property_spec(c1, c2, target, 3)[0]
-            ok = recheck(
-                net,
-                x,
-                eps,
-                C,
-                res.counterexamples,
-                excl,
-                separation=separation,
-                delta=1e-3,
-                margin=1e-3,
-            )
-            assert ok.all()
+            C = prop.spec(c1, c2, 3)[0]
+            assert recheck(net, x, eps, C, res.counterexamples, excl, prop).all()
         if a.status != "unknown" and b.status != "unknown":
             decided += 1
             assert a.status == b.status, (eps, target, separation, a, b)
             sat += a.status == "sat"
             unsat += a.status == "unsat"
-    assert decided >= 60 and sat >= 10 and unsat >= 10, (decided, sat, unsat)
+    # Under work budgets (no clock) every query is decided, on any machine.
+    assert decided == 66 and sat >= 10 and unsat >= 10, (decided, sat, unsat)
 
 
 def test_query_drops_sides_the_box_rules_out():
     net = random_net(0)
     eps = torch.tensor([0.1], dtype=torch.float64)
-    task = mb._tasks(
-        net,
-        torch.full((1, 5), 0.5),
-        eps,
-        torch.tensor([1]),
-        [torch.empty(0, 5)],
-        "runner_up",
-        "every_coord",
-        1e-3,
-        1e-3,
-        None,
-    )[0][0]
-    box = mb._Box.around(task.x, task.eps, task.witness_dtype)
+    xs, excl = torch.full((1, 5), 0.5), [torch.empty(0, 5)]
+    task = _task(net, xs, eps, excl)
+    box = mq.Box.around(task.x, task.eps, task.witness_dtype)
     # a point on the box's lower face: only the "above" side survives, as a bound
     a = np.full(5, 0.4)
-    ipq = mb.build_query(task, box, a[None], 1e-3, 1e-3)
+    ipq = mq.build_query(task, box, a[None], 1e-3, 1e-3)
     assert ipq.getLowerBound(0) == pytest.approx(0.401)
     # a slab wider than the box: infeasible, no solver call needed
-    assert mb.build_query(task, box, a[None] + 0.1, 1e-3, 0.5) is None
+    assert mq.build_query(task, box, a[None] + 0.1, 1e-3, 0.5) is None
 
 
 def test_solver_timeout_gives_unknown_with_partial_results(monkeypatch):
     net = random_net(1)
     x = torch.full((5,), 0.5)
-    real = mb._solve
+    real = mw._solve
     calls = {"n": 0}
 
     def flaky(ipq, timeout):
         calls["n"] += 1
         return ("TIMEOUT", {}, 0) if calls["n"] > 1 else real(ipq, timeout)
 
-    monkeypatch.setattr(mb, "_solve", flaky)
-    res = find_counterexamples(net, x, 0.5, 3, backend="marabou", timeout=5)
+    monkeypatch.setattr(mw, "_solve", flaky)
+    res = MarabouVerifier(workers=1).find(net, x, 0.5, 3)
     assert res.stats.timed_out and not res.exhausted
     assert res.status == "sat" and len(res.counterexamples) == 1
+
+
+def test_work_budget_cuts_the_loop_short_as_unknown_never_unsat():
+    # This box holds no counterexample: the proof takes a strict call and a looser
+    # confirmation, so one call is not enough to say "unsat".
+    net, x = random_net(2), torch.rand(5, generator=torch.Generator().manual_seed(5))
+    marabou = MarabouVerifier(workers=1)
+    full = marabou.find(net, x, 0.05, 2)
+    assert full.status == "unsat" and full.stats.calls == 2
+    res = marabou.find(net, x, 0.05, 2, budget=Budget(work=1))
+    assert res.status == "unknown" and not res.exhausted and not res.stats.timed_out
+    assert res.stats.calls == 1
+    # A box with counterexamples: two calls give two, and no claim about the rest.
+    net, x = random_net(1), torch.full((5,), 0.5)
+    res = marabou.find(net, x, 0.5, 5, budget=Budget(work=2))
+    assert res.status == "sat" and len(res.counterexamples) == 2
+    assert res.stats.calls == 2 and not res.exhausted and not res.stats.timed_out
+
+
+def test_deadline_is_one_instant_for_the_whole_call(monkeypatch):
+    # Budget.seconds limits the whole find_batch: every task carries the same absolute
+    # deadline, and a task whose deadline has passed calls no solver.
+    net = random_net(3)
+    xs = torch.rand(3, 5, generator=torch.Generator().manual_seed(7))
+    seen = []
+    monkeypatch.setattr(mb, "solve_task", lambda t: seen.append(t) or mw.solve_task(t))
+    before = time.monotonic()
+    MarabouVerifier(workers=1).find_batch(net, xs, 0.2, 1, budget=Budget(seconds=1e4))
+    assert len({t.deadline for t in seen}) == 1
+    assert before + 1e4 <= seen[0].deadline <= time.monotonic() + 1e4
+    late = dataclasses.replace(seen[0], deadline=time.monotonic() - 1.0)
+    out = mw.solve_task(late)
+    assert out.timed_out and out.calls == 0 and not out.exhausted
+    assert len(out.witnesses) == 0
+
+
+def test_schedule_grows_the_box_after_each_proof():
+    # This input is robust up to a radius of 0.7: from 0.05, every smaller radius is
+    # proved empty (a strict call and a confirmation each), then 0.75 holds one.
+    net, x = random_net(2), torch.rand(5, generator=torch.Generator().manual_seed(5))
+    marabou = MarabouVerifier(workers=1)
+    schedule = Schedule(step=0.05, max_eps=1.0)
+    res = marabou.find_batch(net, x[None], 0.05, 1, schedule=schedule)[0]
+    assert res.status == "sat" and res.eps == pytest.approx(0.75)
+    assert res.stats.calls == 2 * 14 + 1
+    assert marabou.find(net, x, 0.7, 1).status == "unsat"
+    # Capped by max_eps: every radius is proved empty, and the last one is reported.
+    capped = Schedule(step=0.05, max_eps=0.3)
+    res = marabou.find_batch(net, x[None], 0.05, 1, schedule=capped)[0]
+    assert res.status == "unsat" and res.exhausted and res.eps == pytest.approx(0.3)
 
 
 def test_process_pool_matches_in_process():
     net = random_net(2)
     xs = torch.rand(4, 5, generator=torch.Generator().manual_seed(5))
-    kw = dict(backend="marabou", timeout=10)
-    one = find_counterexamples_batch(net, xs, 0.3, 2, workers=1, **kw)
-    two = find_counterexamples_batch(net, xs, 0.3, 2, workers=2, **kw)
+    one = MarabouVerifier(workers=1).find_batch(net, xs, 0.3, 2)
+    two = MarabouVerifier(workers=2).find_batch(net, xs, 0.3, 2)
     assert [r.status for r in one] == [r.status for r in two]
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         torch.testing.assert_close(a.counterexamples, b.counterexamples)
+
+
+def _task(net, xs, eps, excl):
+    prop, budget = Property(), Budget()
+    return mb._tasks(net, xs, eps, [1], excl, prop, budget, None, None)[0][0]

@@ -1,5 +1,5 @@
-"""Counterexample search (lirpa): re-check, exclusion rules, planted pocket, ReLU splits,
-timeouts, argument errors."""
+"""Counterexample search (lirpa): re-check, exclusion rules, planted pocket, ReLU
+splits, budgets, the FV-Adv schedule, argument errors."""
 
 import importlib.util
 
@@ -7,14 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from dalv.verify.compat import import_auto_lirpa
-from dalv.verify.property import property_spec, recheck, winner_runner_up
-from dalv.verify.search import (
-    LirpaConfig,
-    find_counterexamples,
-    find_counterexamples_batch,
-    fv_adv_counterexamples,
+from dalv.verify import (
+    Budget,
+    LirpaVerifier,
+    MarabouVerifier,
+    Property,
+    Schedule,
+    recheck,
+    winner_runner_up,
 )
+from dalv.verify.compat import import_auto_lirpa
 
 try:
     import_auto_lirpa()
@@ -52,7 +54,7 @@ def mlp(digits):
 def pocket_net(
     p: torch.Tensor, radius: float = 0.02, gain: float = 100.0
 ) -> nn.Sequential:
-    """Class 0 wins everywhere except in a tiny L1 ball around ``p``, where class 1 wins.
+    """Class 0 wins everywhere but in a tiny L1 ball around ``p``, where class 1 wins.
 
     Hidden layer 1 computes ``|x_i - p_i|`` as two ReLUs; the second hidden unit is
     ``relu(radius - ||x - p||_1)``, zero (with zero gradient) outside the ball. Logits:
@@ -90,20 +92,11 @@ def pgd_finds(model, x, eps, steps=50, restarts=200, seed=0) -> bool:
 def _check_result(
     model, x, eps, res, exclude, separation="every_coord", target="runner_up"
 ):
-    """Every returned counterexample passes the exact re-check (pairwise separation too)."""
+    """Every returned counterexample passes the exact re-check (pairwise too)."""
+    prop = Property(target=target, separation=separation)
     c1, c2 = winner_runner_up(model(x[None]))
-    C = property_spec(c1, c2, target, model(x[None]).shape[-1])[0]
-    ok = recheck(
-        model,
-        x,
-        eps,
-        C,
-        res.counterexamples,
-        exclude,
-        separation=separation,
-        delta=1e-3,
-        margin=1e-3,
-    )
+    C = prop.spec(c1, c2, model(x[None]).shape[-1])[0]
+    ok = recheck(model, x, eps, C, res.counterexamples, exclude, prop)
     assert ok.all()
 
 
@@ -123,10 +116,10 @@ def test_gradient_attack_misses_the_pocket():
 @pytest.mark.parametrize("eps", [0.2, 0.29, 0.298, 0.3, 0.35, 0.45])
 def test_lirpa_never_says_unsat_while_the_pocket_is_in_the_box(eps):
     model = pocket_net(P)
-    # The nearest box point to P is at L1 distance 2 * max(0, 0.3 - eps); counterexamples
-    # exist iff that is below ~0.00999.
+    # The nearest box point to P is at L1 distance 2 * max(0, 0.3 - eps);
+    # counterexamples exist iff that is below ~0.00999.
     pocket_reachable = 2 * max(0.0, 0.3 - eps) < 0.0099
-    res = find_counterexamples(model, X0, eps, 1, timeout=30)
+    res = LirpaVerifier().find(model, X0, eps, 1, budget=Budget(work=2000))
     if pocket_reachable:
         assert res.status == "sat", "given time, the branch and bound finds the pocket"
         assert res.stats.subdomains > 1  # found by splitting, not at the root
@@ -138,36 +131,41 @@ def test_lirpa_never_says_unsat_while_the_pocket_is_in_the_box(eps):
 
 @pytest.mark.parametrize("separation", ["every_coord", "any_coord"])
 def test_excluding_the_pocket_centre_is_proved_exactly(separation):
-    # A pocket of L1 radius ~0.0005: excluding its centre (delta = 1e-3) leaves no feasible
-    # counterexample under either rule, but only exact handling of the excluded region
-    # (cutting slabs / ball faces) lets the branch and bound prove it.
+    # A pocket of L1 radius ~0.0005: excluding its centre (delta = 1e-3) leaves no
+    # feasible counterexample under either rule, but only exact handling of the
+    # excluded region (cutting slabs / ball faces) lets the branch and bound prove it.
     model = pocket_net(P, radius=0.0015, gain=1000.0)
-    free = find_counterexamples(model, X0, 0.35, 1, separation=separation, timeout=30)
+    prop, budget = Property(separation=separation), Budget(work=2000)
+    free = LirpaVerifier().find(model, X0, 0.35, 1, prop=prop, budget=budget)
     assert free.status == "sat"
-    res = find_counterexamples(
-        model, X0, 0.35, 1, exclude=[P], separation=separation, timeout=30
-    )
+    res = LirpaVerifier().find(model, X0, 0.35, 1, [P], prop, budget)
     assert res.status == "unsat" and res.exhausted
     if importlib.util.find_spec("maraboupy") is not None:
+        marabou = MarabouVerifier(workers=1)
         for ex, want in (((), "sat"), ([P], "unsat")):
-            kw = dict(exclude=ex, separation=separation, timeout=30, backend="marabou")
-            assert find_counterexamples(model, X0, 0.35, 1, **kw).status == want
+            res = marabou.find(model, X0, 0.35, 1, ex, prop, Budget(work=10))
+            assert res.status == want
 
 
-def test_pocket_search_under_a_short_timeout_is_unknown_never_unsat():
-    config = LirpaConfig(restarts=2, pgd_steps=2)
-    res = find_counterexamples(pocket_net(P), X0, 0.45, 1, timeout=0.02, config=config)
-    assert res.status in ("unknown", "sat")
-    assert res.status == "sat" or res.stats.timed_out
+def test_pocket_search_cut_short_by_its_budget_is_unknown_never_unsat():
+    # The pocket is in the box, but 3 subdomains are too few to reach it: the answer
+    # must be "unknown" (budget spent), never "unsat", and not blamed on the clock.
+    lirpa = LirpaVerifier(restarts=2, pgd_steps=2)
+    res = lirpa.find(pocket_net(P), X0, 0.45, 1, budget=Budget(work=3))
+    assert res.status == "unknown" and not res.exhausted
+    assert not res.stats.timed_out and len(res.counterexamples) == 0
+    assert res.stats.subdomains > 3  # the budget is checked after each round
+    # Given the work, the same search finds it.
+    assert lirpa.find(pocket_net(P), X0, 0.45, 1).status == "sat"
 
 
 # ---------------------------------------------------------------- ReLU splitting
 
 
 def test_beta_bound_with_relu_phases_is_sound():
-    # Lower bounds on subdomains "box and fixed first-layer ReLU phases" never exceed the
-    # margin at sampled points of the box where those phases hold.
-    from dalv.verify.bab import BranchAndBound, LirpaConfig as Cfg
+    # Lower bounds on subdomains "box and fixed first-layer ReLU phases" never exceed
+    # the margin at sampled points of the box where those phases hold.
+    from dalv.verify.bab import BranchAndBound
 
     torch.manual_seed(0)
     net = nn.Sequential(
@@ -175,32 +173,22 @@ def test_beta_bound_with_relu_phases_is_sound():
     )
     x = torch.rand(1, 6)
     eps = torch.tensor([0.3], dtype=torch.float64)
-    bab = BranchAndBound(
-        net,
-        x,
-        eps,
-        1,
-        [x[:0]],
-        target="any",
-        separation="every_coord",
-        delta=1e-3,
-        margin=1e-3,
-        timeout=None,
-        seed=0,
-        config=Cfg(relu_split=True, beta_steps=50),
-    )
+    config = LirpaVerifier(relu_split=True, beta_steps=50)
+    bab = BranchAndBound(config, net, x, eps, [1], [x[:0]], Property(target="any"))
+    boxes = bab.state.boxes
     gen = torch.Generator().manual_seed(1)
-    pts = bab.lo_in + (bab.hi_in - bab.lo_in) * torch.rand(20000, 6, generator=gen)
+    width = boxes.hi_in - boxes.lo_in
+    pts = boxes.lo_in + width * torch.rand(20000, 6, generator=gen)
     z1 = pts @ net[0].weight.T + net[0].bias
-    margins = (bab.C[0] @ net(pts).T).min(0).values
-    lo, hi = bab.lo64.repeat(16, 1), bab.hi64.repeat(16, 1)
+    margins = (bab.state.C[0] @ net(pts).T).min(0).values
+    lo, hi = boxes.lo64.repeat(16, 1), boxes.hi64.repeat(16, 1)
     phase = torch.randint(-1, 2, (16, 8), generator=gen, dtype=torch.int8)
-    bnd = bab._bound(lo, hi, torch.zeros(16, dtype=torch.long), phase)
+    bnd = bab.bound(lo, hi, torch.zeros(16, dtype=torch.long), phase)
     for i in range(16):
         holds = ((phase[i] == 0) | (phase[i] * z1.sign() >= 0)).all(1)
         if holds.any():
             assert bnd.lower[i].min() <= margins[holds].min() + 1e-6
-    assert bab.relu_split
+    assert bab.brancher.relu_split
 
 
 # ---------------------------------------------------------------- digits MLP
@@ -210,7 +198,7 @@ def test_counterexamples_pass_recheck_and_respect_every_coord_exclusion(mlp, dig
     x = digits[0][3]
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     seed_point = (x + 0.05 * noise).clamp(0, 1)
-    res = find_counterexamples(mlp, x, 0.3, 6, exclude=[seed_point])
+    res = LirpaVerifier().find(mlp, x, 0.3, 6, exclude=[seed_point])
     assert res.status == "sat" and res.counterexamples.shape == (6, 1, 8, 8)
     _check_result(mlp, x, 0.3, res, seed_point[None])
     pts = torch.cat([seed_point[None], res.counterexamples]).flatten(1).double()
@@ -223,7 +211,8 @@ def test_counterexamples_pass_recheck_and_respect_every_coord_exclusion(mlp, dig
 
 def test_any_coord_exclusion_and_any_target(mlp, digits):
     x = digits[0][5]
-    res = find_counterexamples(mlp, x, 0.3, 5, separation="any_coord", target="any")
+    prop = Property(separation="any_coord", target="any")
+    res = LirpaVerifier().find(mlp, x, 0.3, 5, prop=prop)
     assert res.status == "sat" and len(res.counterexamples) == 5
     none = x[:0].reshape(0, 1, 8, 8)
     _check_result(mlp, x, 0.3, res, none, separation="any_coord", target="any")
@@ -239,7 +228,7 @@ def test_any_coord_exclusion_and_any_target(mlp, digits):
 def test_large_exclusion_gap_can_prove_exhaustion(mlp, digits):
     # With delta larger than the box, one counterexample rules out the whole box.
     x = digits[0][7]
-    res = find_counterexamples(mlp, x, 0.3, 3, delta=0.7)
+    res = LirpaVerifier().find(mlp, x, 0.3, 3, prop=Property(delta=0.7))
     assert res.status == "sat" and len(res.counterexamples) == 1 and res.exhausted
 
 
@@ -247,40 +236,63 @@ def test_batch_matches_single_calls_and_shapes(mlp, digits):
     xs = digits[0][:6]
     eps = torch.tensor([0.01, 0.02, 0.1, 0.2, 0.3, 0.4])
     excludes = [xs[i : i + 1] for i in range(6)]
-    batch = find_counterexamples_batch(mlp, xs, eps, 2, excludes=excludes, timeout=30)
+    lirpa, budget = LirpaVerifier(), Budget(work=5000)
+    batch = lirpa.find_batch(mlp, xs, eps, 2, excludes, budget=budget)
+    statuses = []
     for i, r in enumerate(batch):
-        assert r.status in ("sat", "unsat", "unknown")
+        # The status says what the counterexamples show: "sat" exactly when some are
+        # returned, "unsat" exactly when none are and the rest is proved absent.
+        n = len(r.counterexamples)
+        assert (r.status == "sat") == (n > 0) and 0 <= n <= 2
+        assert (r.status == "unsat") == (n == 0 and r.exhausted)
         assert r.counterexamples.shape[1:] == (1, 8, 8)
         _check_result(mlp, xs[i], float(eps[i]), r, xs[i : i + 1])
-        single = find_counterexamples(
-            mlp, xs[i : i + 1], float(eps[i]), 2, exclude=excludes[i], timeout=30
+        single = lirpa.find(
+            mlp, xs[i : i + 1], float(eps[i]), 2, excludes[i], budget=budget
         )
         if "unknown" not in (single.status, r.status):
             assert single.status == r.status
+        statuses.append(r.status)
+    # Given the work, every query is decided: the two smallest boxes are proved
+    # robust, the larger ones hold counterexamples.
+    assert statuses == ["unsat", "unsat", "sat", "sat", "sat", "sat"]
 
 
-def test_timeout_returns_partial_results_without_raising(mlp, digits):
+def test_seconds_safety_net_returns_what_it_has_without_raising(mlp, digits):
+    # The one test of Budget.seconds. k = 400 cannot be reached (nor the box proved
+    # free of more) in 0.5 s on any machine, so the clock ends the search; how much is
+    # found by then depends on the machine, so only machine-independent facts are
+    # asserted.
     x = digits[0][11]
-    res = find_counterexamples(mlp, x, 0.4, 400, timeout=0.5)
-    assert res.stats.timed_out
-    assert res.status == "sat" and 0 < len(res.counterexamples) < 400
+    res = LirpaVerifier().find(mlp, x, 0.4, 400, budget=Budget(seconds=0.5))
+    assert res.stats.timed_out and not res.exhausted
+    assert res.status != "unsat" and len(res.counterexamples) < 400
+    assert (res.status == "sat") == (len(res.counterexamples) > 0)
     _check_result(mlp, x, 0.4, res, x[:0].reshape(0, 1, 8, 8))
 
 
 def test_fv_adv_schedule_counts_seeds_and_grows_the_radius():
-    # Pocket at L-inf distance 0.3: radii 0.051 ... 0.251 are proved empty, 0.301 holds it.
+    # Pocket at L-inf distance 0.3: radii 0.051 ... 0.251 are proved empty, 0.301
+    # holds it. FV-Adv (dalv.augment) starts at eps0 + step and asks the verifier for
+    # k minus its seeds.
     model = pocket_net(P)
     seed = torch.zeros(1, 3)  # a far "slot-0" example: excluded and counted in k
-    eps0 = torch.tensor([0.001])
-    res = fv_adv_counterexamples(model, X0[None], eps0, 3, seeds=[seed], timeout=30)[0]
-    assert (
-        res.status == "sat" and len(res.counterexamples) == 2
-    )  # k = 3 includes the seed
+    eps = torch.tensor([0.001], dtype=torch.float64) + Schedule().step
+    res = LirpaVerifier().find_batch(
+        model,
+        X0[None],
+        eps,
+        3 - 1,
+        [seed],
+        budget=Budget(work=2000),
+        schedule=Schedule(),
+    )[0]
+    assert res.status == "sat" and len(res.counterexamples) == 2
+    assert res.eps == pytest.approx(0.301)
     dist = (res.counterexamples - X0).abs().max(-1).values
     assert (dist > 0.251).all() and (dist <= 0.301 + 1e-6).all()
-    assert (
-        res.stats.calls >= 6
-    )  # one proof per smaller radius, then the search at 0.301
+    # One proof per smaller radius, then the search at 0.301.
+    assert res.stats.calls >= 6
 
 
 def test_conv_network_is_searched_by_lirpa(digits):
@@ -292,9 +304,16 @@ def test_conv_network_is_searched_by_lirpa(digits):
         nn.Linear(48, 10),
     )
     x = digits[0][2]
-    res = find_counterexamples(cnn, x, 0.2, 2, timeout=20)
-    assert res.status in ("sat", "unsat", "unknown")
+    res = LirpaVerifier().find(cnn, x, 0.2, 2, budget=Budget(work=500))
+    assert res.status == "sat" and len(res.counterexamples) == 2
     _check_result(cnn, x, 0.2, res, x[:0].reshape(0, 1, 8, 8))
+    # A radius the auto_LiRPA bound certifies is proved empty at the root.
+    from dalv.verify import certified_radius
+
+    r = float(certified_radius(cnn, x[None])[0])
+    assert r > 0
+    res = LirpaVerifier().find(cnn, x, r, 1, budget=Budget(work=500))
+    assert res.status == "unsat" and res.exhausted and res.stats.subdomains == 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -302,7 +321,7 @@ def test_runs_on_the_models_device(mlp, digits):  # pragma: no cover - GPU only
     import copy
 
     gpu = copy.deepcopy(mlp).cuda()
-    res = find_counterexamples(gpu, digits[0][3].cuda(), 0.3, 3)
+    res = LirpaVerifier().find(gpu, digits[0][3].cuda(), 0.3, 3)
     assert res.counterexamples.device.type == "cuda" and res.status == "sat"
 
 
@@ -310,24 +329,26 @@ def test_runs_on_the_models_device(mlp, digits):  # pragma: no cover - GPU only
 
 
 def test_bad_arguments_raise_clear_errors(mlp, digits):
-    x = digits[0][0]
+    x, lirpa = digits[0][0], LirpaVerifier()
     with pytest.raises(ValueError, match="eps"):
-        find_counterexamples(mlp, x, 0.0, 1)
+        lirpa.find(mlp, x, 0.0, 1)
     with pytest.raises(ValueError, match="k must"):
-        find_counterexamples(mlp, x, 0.1, 0)
+        lirpa.find(mlp, x, 0.1, 0)
     with pytest.raises(ValueError, match="Tanh"):
         tanh = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 2))
-        find_counterexamples(tanh, x, 0.1, 1)
+        lirpa.find(tanh, x, 0.1, 1)
     with pytest.raises(ValueError, match="Conv2d"):
         conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 2))
-        find_counterexamples(conv, x, 0.1, 1, backend="marabou")
+        MarabouVerifier(workers=1).find(conv, x, 0.1, 1)
     with pytest.raises(ValueError, match="elements"):
-        find_counterexamples(mlp, torch.rand(1, 50), 0.1, 1)
+        lirpa.find(mlp, torch.rand(1, 50), 0.1, 1)
     with pytest.raises(ValueError, match="excludes"):
-        find_counterexamples_batch(mlp, digits[0][:2], 0.1, 1, excludes=[x[None]])
+        lirpa.find_batch(mlp, digits[0][:2], 0.1, 1, excludes=[x[None]])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        find_counterexamples(mlp, x + 2, 0.1, 1)
+        lirpa.find(mlp, x + 2, 0.1, 1)
     with pytest.raises(ValueError, match="separation"):
-        find_counterexamples(mlp, x, 0.1, 1, separation="l2")
-    with pytest.raises(ValueError, match="timeout"):
-        find_counterexamples(mlp, x, 0.1, 1, timeout=0)
+        lirpa.find(mlp, x, 0.1, 1, prop=Property(separation="l2"))
+    with pytest.raises(ValueError, match="seconds"):
+        lirpa.find(mlp, x, 0.1, 1, budget=Budget(seconds=0))
+    with pytest.raises(ValueError, match="work"):
+        lirpa.find(mlp, x, 0.1, 1, budget=Budget(work=0))

@@ -1,46 +1,49 @@
 """Formal verification for dalv: bounds, certified radii and counterexample search.
 
-Owns: the verification layer (see the submodules); may import: torch, numpy,
-``dalv.verify.*``; auto_LiRPA and maraboupy only inside the functions that need them.
+Owns: the verification layer's public names (see the submodules); may import: torch,
+numpy, the standard library, ``dalv.models``, ``dalv.verify.*``; auto_LiRPA and
+maraboupy only inside the functions that need them.
 
 Submodules, in reading order:
 
 * ``compat``   - shims that let auto_LiRPA 0.3 run on torch 2.x / numpy 2.x.
 * ``network``  - which layers are supported; float64 forward pass; input shapes.
-* ``bounds``   - IBP / CROWN / alpha-CROWN bounds, margins, ``certified_radius``.
-* ``property`` - the paper's counterexample property, its exact re-check and projection.
+* ``box``      - the clipped box, radius checks, directed rounding of its corners.
+* ``property`` - ``Property``: the paper's counterexample property and its exact test.
+* ``projection`` - moving points into ``box minus exclusions``.
+* ``crown``    - pure-torch interval and CROWN bounds.
+* ``lirpa``    - auto_LiRPA bounds (IBP / CROWN / alpha-CROWN), ``certified_radius``.
 * ``results``  - ``SearchResult`` and ``SearchStats``.
-* ``search``   - ``find_counterexamples`` and friends: both backends' entry points.
-* ``bab``      - the "lirpa" backend: batched branch and bound over input boxes.
-* ``marabou``  - the "marabou" backend: the input query and the process-pool driver.
+* ``verifier`` - ``Budget``, ``Schedule`` and the ``Verifier`` interface.
+* ``bab``      - ``LirpaVerifier``: batched branch and bound over input boxes.
+* ``marabou``  - ``MarabouVerifier``: the complete solver, in a process pool
+  (``marabou_worker``: the loop a worker runs; ``marabou_query``: one call's query).
 
 Example:
-    >>> from dalv.verify import find_counterexamples
-    >>> res = find_counterexamples(model, x, 0.1, 9, exclude=[x_fgsm])  # doctest: +SKIP
-    >>> res.status, res.counterexamples.shape                          # doctest: +SKIP
+    >>> from dalv.verify import LirpaVerifier, bounds
+    >>> lo, hi = bounds(model, x, 0.05)                                # doctest: +SKIP
+    >>> res = LirpaVerifier().find(model, x, 0.1, 9, exclude=x_fgsm)  # doctest: +SKIP
+    >>> res.status, res.counterexamples.shape                         # doctest: +SKIP
 """
 
-# The function ``bounds`` is not re-exported here: it would hide the submodule of the
-# same name. Use ``from dalv.verify.bounds import bounds``.
-from dalv.verify.bounds import (
-    certified_radius,
-    crown_bounds,
-    input_box,
-    interval_bounds,
-    margin_lower_bounds,
-    spec_matrix,
-)
+from dalv.verify.bab import LirpaVerifier
+from dalv.verify.box import input_box
 from dalv.verify.compat import import_auto_lirpa
-from dalv.verify.property import recheck, separated, winner_runner_up
-from dalv.verify.results import SearchResult, SearchStats
-from dalv.verify.search import (
-    LirpaConfig,
-    find_counterexamples,
-    find_counterexamples_batch,
-    fv_adv_counterexamples,
+from dalv.verify.crown import crown_bounds, interval_bounds
+from dalv.verify.lirpa import bounds, certified_radius, margin_lower_bounds
+from dalv.verify.marabou import MarabouVerifier
+from dalv.verify.property import (
+    Property,
+    recheck,
+    separated,
+    spec_matrix,
+    winner_runner_up,
 )
+from dalv.verify.results import SearchResult, SearchStats
+from dalv.verify.verifier import Budget, Schedule, Verifier
 
 __all__ = [
+    "bounds",
     "certified_radius",
     "crown_bounds",
     "input_box",
@@ -51,10 +54,12 @@ __all__ = [
     "recheck",
     "separated",
     "winner_runner_up",
-    "LirpaConfig",
     "SearchResult",
     "SearchStats",
-    "find_counterexamples",
-    "find_counterexamples_batch",
-    "fv_adv_counterexamples",
+    "Budget",
+    "Property",
+    "Schedule",
+    "Verifier",
+    "LirpaVerifier",
+    "MarabouVerifier",
 ]

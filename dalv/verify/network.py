@@ -1,7 +1,8 @@
-"""What the verifiers need to know about a network: layers, device, a float64 forward.
+"""What the verifiers need to know about a network: its layers and a float64 forward.
 
 Owns: layer validation, the affine/ReLU view of a network, ``forward64`` and the
-handling of input shapes; may import: torch.
+handling of input shapes; may import: torch, the standard library. (A model's device
+and dtype are read by ``dalv.models.model_device`` / ``model_dtype``.)
 
 The verifiers accept ``nn.Sequential`` stacks of ``Flatten``, ``Linear``, ``ReLU`` and
 ``Conv2d`` (nested ``Sequential`` blocks are flattened). The auto_LiRPA bounds and the
@@ -23,8 +24,6 @@ __all__ = [
     "leaf_layers",
     "check_model",
     "affine_relu_layers",
-    "model_device",
-    "model_dtype",
     "forward64",
     "single_input",
     "check_batch",
@@ -141,21 +140,6 @@ def affine_relu_layers(
     if out[-1].relu:
         raise ValueError(f"{who}: the network must end with a Linear (the logits)")
     return out
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for parameter-free models)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype of the model's first floating parameter (float32 by default)."""
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32
 
 
 def forward64(model: nn.Module, x: Tensor) -> Tensor:

@@ -1,8 +1,9 @@
-"""The paper's counterexample property (spec section 6.4), its re-check and projection.
+"""The paper's counterexample property (spec section 6.4): its statement and exact test.
 
-Owns: ``Target``, ``Separation``, ``winner_runner_up``, ``property_spec``,
-``separated``, ``recheck``, ``project_feasible``; may import: torch,
-``dalv.verify.network``, ``dalv.verify.bounds``.
+Owns: ``Property`` (with ``Target``, ``Separation``), ``winner_runner_up``,
+``spec_matrix``, ``spec_margin``, the one separation test (``pairwise_separated``,
+``separated``) and the one exact acceptance test (``satisfies``, ``recheck``); may
+import: torch, numpy, the standard library, ``dalv.verify.{box, network}``.
 
 For one input ``x`` with winner ``c1`` (top logit) and runner-up ``c2`` (second logit),
 a radius ``eps`` and a set ``E`` of earlier counterexamples, a counterexample is an
@@ -18,17 +19,21 @@ a radius ``eps`` and a set ``E`` of earlier counterexamples, a counterexample is
 
 Both margins read ``min_s (C f(x'))_s <= -margin`` with a specification matrix ``C``
 (one row for the runner-up, ``n_classes - 1`` rows for "any").
+
+The separation and acceptance tests take torch tensors or numpy arrays (the Marabou
+workers run numpy only), so every backend accepts a point by the same rule.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dalv.verify.bounds import input_box, spec_matrix
+from dalv.verify.box import input_box
 from dalv.verify.network import forward64
 
 __all__ = [
@@ -36,17 +41,82 @@ __all__ = [
     "Separation",
     "TARGETS",
     "SEPARATIONS",
+    "Property",
+    "PAPER_PROPERTY",
     "winner_runner_up",
-    "property_spec",
+    "spec_matrix",
+    "spec_margin",
+    "pairwise_separated",
     "separated",
+    "satisfies",
     "recheck",
-    "project_feasible",
 ]
 
 Target = Literal["runner_up", "any"]
 Separation = Literal["every_coord", "any_coord"]
 TARGETS: tuple[str, ...] = ("runner_up", "any")
 SEPARATIONS: tuple[str, ...] = ("every_coord", "any_coord")
+
+Array = TypeVar("Array", Tensor, np.ndarray)
+
+
+@dataclass(frozen=True)
+class Property:
+    """What a counterexample of input ``x`` (winner ``c1``, runner-up ``c2``) satisfies.
+
+    * margin: ``f_c1(x') - f_c2(x') <= -margin`` (``target="runner_up"``, the paper), or
+      ``f_c1(x') - f_j(x') <= -margin`` for some ``j != c1`` (``target="any"``);
+    * exclusion: for every earlier counterexample ``a``, ``|x'_i - a_i| >= delta`` in
+      EVERY coordinate ``i`` (``separation="every_coord"``, the paper: one disjunction
+      per coordinate), or in at least one (``"any_coord"``: outside the open L∞ ball of
+      radius ``delta`` around ``a``).
+
+    Args:
+        target: ``"runner_up"`` or ``"any"``.
+        separation: ``"every_coord"`` or ``"any_coord"``.
+        delta: exclusion distance per coordinate (the paper: 1e-3).
+        margin: how much the other class must win by (the paper: 1e-3).
+    """
+
+    target: Target = "runner_up"
+    separation: Separation = "every_coord"
+    delta: float = 1e-3
+    margin: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.separation not in SEPARATIONS:
+            raise ValueError(
+                f"separation must be one of {SEPARATIONS}, got {self.separation!r}"
+            )
+        if not self.delta > 0 or not self.margin >= 0:
+            raise ValueError(
+                f"delta must be > 0 and margin >= 0, got {self.delta} and {self.margin}"
+            )
+
+    def spec(
+        self, c1: Tensor, c2: Tensor, n_classes: int, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        """Specification matrix of the margins whose minimum must be ``<= -margin``.
+
+        Shapes:
+            c1, c2: ``[B]`` -> ``[B, 1, n_classes]`` (runner_up) or
+            ``[B, n_classes - 1, n_classes]`` (any).
+        """
+        if self.target == "runner_up":
+            return spec_matrix(c1, n_classes, c2, dtype=dtype)
+        return spec_matrix(c1, n_classes, dtype=dtype)
+
+    def rivals(self, c1: int, c2: int, n_classes: int) -> list[int]:
+        """The classes that may beat ``c1``: the runner-up, or every other class."""
+        if self.target == "runner_up":
+            return [c2]
+        return [j for j in range(n_classes) if j != c1]
+
+
+PAPER_PROPERTY = Property()
+"""The paper's property: runner-up target, every-coordinate exclusion, 1e-3 and 1e-3."""
 
 
 def winner_runner_up(logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -59,37 +129,87 @@ def winner_runner_up(logits: Tensor) -> tuple[Tensor, Tensor]:
     return order[:, 0], order[:, 1]
 
 
-def property_spec(
+def spec_matrix(
     c1: Tensor,
-    c2: Tensor,
-    target: Target,
     n_classes: int,
+    c2: Tensor | None = None,
+    *,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Specification matrix of the property: margins whose minimum must be <= -margin.
+    """Specification matrices for margins ``f_c1 - f_c2`` (or ``f_c1 - f_j``, j != c1).
+
+    Args:
+        c1: Winner class per input.
+        n_classes: Number of logits.
+        c2: Other class per input, or ``None`` for all other classes.
+        dtype: Output dtype.
+
+    Returns:
+        ``C`` such that ``C @ logits`` are the margins. With ``c2=None`` the rows are
+        the classes ``j != c1`` in increasing order.
 
     Shapes:
-        c1, c2: ``[B]`` -> ``[B, 1, n_classes]`` (runner_up) or
-        ``[B, n_classes - 1, n_classes]`` (any).
+        c1, c2: ``[B]`` -> ``[B, 1, n_classes]`` or ``[B, n_classes - 1, n_classes]``.
     """
-    if target == "runner_up":
-        return spec_matrix(c1, n_classes, c2, dtype=dtype)
-    if target == "any":
-        return spec_matrix(c1, n_classes, dtype=dtype)
-    raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    c1 = c1.reshape(-1).long()
+    b = c1.shape[0]
+    ar = torch.arange(b, device=c1.device)
+    if c2 is not None:
+        c2 = c2.reshape(-1).long().to(c1.device)
+        if bool((c1 == c2).any()):
+            raise ValueError("c2 must differ from c1")
+        C = torch.zeros(b, 1, n_classes, dtype=dtype, device=c1.device)
+        C[ar, 0, c1] = 1.0
+        C[ar, 0, c2] = -1.0
+        return C
+    others = torch.arange(n_classes, device=c1.device).expand(b, n_classes)
+    others = others[others != c1[:, None]].view(b, n_classes - 1)
+    C = torch.zeros(b, n_classes - 1, n_classes, dtype=dtype, device=c1.device)
+    C[ar, :, c1] = 1.0
+    C.scatter_(2, others[:, :, None], -1.0)
+    return C
 
 
-def separated(
-    points: Tensor, others: Tensor, separation: Separation, delta: float
-) -> Tensor:
+def spec_margin(C: Tensor, logits: Tensor) -> Tensor:
+    """The property margin ``min_s (C f)_s`` of each row (``<= -margin``: a witness).
+
+    Shapes:
+        C: ``[S, n_classes]`` or ``[m, S, n_classes]``; logits: ``[m, n_classes]``
+        -> ``[m]``.
+    """
+    return (C @ logits.unsqueeze(-1)).squeeze(-1).min(-1).values
+
+
+def pairwise_separated(points: Array, others: Array, prop: Property) -> Array:
+    """Whether point ``i`` is separated from point ``j`` of ``others``, per pair.
+
+    The one separation test of the package: tensors or numpy arrays, in the caller's
+    dtype (pass float64 for an exact test).
+
+    Args:
+        points: Candidate points (flattened).
+        others: Points to keep away from, shared by all candidates or one set each.
+        prop: The property (its ``separation`` and ``delta``).
+
+    Returns:
+        ``[m, n]`` booleans.
+
+    Shapes:
+        points: ``[m, d]``; others: ``[n, d]`` or ``[m, n, d]`` -> ``[m, n]``.
+    """
+    if others.ndim == 2:
+        others = others[None]
+    far = abs(points[:, None, :] - others) >= prop.delta
+    return far.all(-1) if prop.separation == "every_coord" else far.any(-1)
+
+
+def separated(points: Tensor, others: Tensor, prop: Property) -> Tensor:
     """Whether each point is separated from every point of ``others`` (float64 test).
 
     Args:
         points: Candidate points (flattened).
         others: Points to keep away from (flattened); may be empty.
-        separation: "every_coord" (``|p_i - a_i| >= delta`` for all ``i``) or
-            "any_coord" (for at least one ``i``).
-        delta: Minimum separation.
+        prop: The property (its ``separation`` and ``delta``).
 
     Returns:
         ``[m]`` booleans.
@@ -99,10 +219,45 @@ def separated(
     """
     if others.numel() == 0:
         return torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
-    diff = points.to(torch.float64)[:, None, :] - others.to(torch.float64)[None, :, :]
-    far = diff.abs() >= delta
-    per_pair = far.all(-1) if separation == "every_coord" else far.any(-1)
-    return per_pair.all(-1)
+    p64, o64 = points.to(torch.float64), others.to(torch.float64)
+    return pairwise_separated(p64, o64, prop).all(-1)
+
+
+def satisfies(
+    points: Array,
+    margins: Array,
+    lo: Array,
+    hi: Array,
+    others: Array,
+    prop: Property,
+    mask: Array | None = None,
+) -> Array:
+    """The exact acceptance test: in the box, margin met, separated from ``others``.
+
+    Every backend accepts a witness by this test, on float64 values (tensors or numpy
+    arrays).
+
+    Args:
+        points: Candidate points (flattened, float64).
+        margins: Their property margins ``min_s (C f(x'))_s`` (float64).
+        lo: Lower box corners.
+        hi: Upper box corners.
+        others: Earlier counterexamples, shared or one (padded) set per point.
+        prop: The property.
+        mask: Which of a point's ``others`` are real (for padded sets).
+
+    Returns:
+        ``[m]`` booleans.
+
+    Shapes:
+        points: ``[m, d]``; margins: ``[m]``; lo, hi: ``[m, d]`` or ``[1, d]``;
+        others: ``[n, d]`` or ``[m, n, d]``; mask: ``[m, n]``.
+    """
+    ok = ((points >= lo) & (points <= hi)).all(-1) & (margins <= -prop.margin)
+    far = pairwise_separated(points, others, prop)
+    if mask is not None:
+        far = far | ~mask
+    return ok & far.all(-1)
 
 
 def recheck(
@@ -112,16 +267,12 @@ def recheck(
     C: Tensor,
     candidates: Tensor,
     exclude: Tensor,
-    *,
-    separation: Separation,
-    delta: float,
-    margin: float,
+    prop: Property = PAPER_PROPERTY,
 ) -> Tensor:
     """Exact float64 check of candidate counterexamples for ONE input, greedy in order.
 
-    A candidate is accepted when it lies in the box (computed in float64), its float64
-    logits meet the margin, and it is separated from ``exclude`` and from every
-    candidate accepted before it.
+    A candidate is accepted when it passes ``satisfies`` (box computed in float64,
+    float64 logits) and is separated from every candidate accepted before it.
 
     Args:
         model: The network.
@@ -130,9 +281,7 @@ def recheck(
         C: The property's specification matrix for this input.
         candidates: Points to check, in order of preference.
         exclude: Earlier counterexamples (may be empty).
-        separation: Exclusion rule.
-        delta: Exclusion distance.
-        margin: Required margin.
+        prop: The property.
 
     Returns:
         ``[m]`` booleans, the accepted candidates.
@@ -146,129 +295,13 @@ def recheck(
         return torch.zeros(0, dtype=torch.bool, device=candidates.device)
     lo, hi = input_box(x[None], eps, rounding="exact")
     c64 = candidates.to(torch.float64).flatten(1)
-    in_box = ((c64 >= lo.flatten(1)) & (c64 <= hi.flatten(1))).all(-1)
     with torch.no_grad():
         logits = forward64(model, candidates.to(torch.float64))
-    margins = (C.to(torch.float64) @ logits.unsqueeze(-1)).squeeze(-1).min(-1).values
-    far = separated(c64, exclude.flatten(1), separation, delta)
-    ok = in_box & (margins <= -margin) & far
+    margins = spec_margin(C.to(torch.float64), logits)
+    e64 = exclude.flatten(1).to(torch.float64)
+    ok = satisfies(c64, margins, lo.flatten(1), hi.flatten(1), e64, prop)
     accepted = torch.zeros(m, dtype=torch.bool, device=candidates.device)
     for j in torch.nonzero(ok).flatten().tolist():
-        if bool(separated(c64[j : j + 1], c64[accepted], separation, delta)[0]):
+        if bool(separated(c64[j : j + 1], c64[accepted], prop)[0]):
             accepted[j] = True
     return accepted
-
-
-def project_feasible(
-    y: Tensor,
-    lo: Tensor,
-    hi: Tensor,
-    excl: Tensor,
-    excl_mask: Tensor,
-    *,
-    separation: Separation,
-    delta: float,
-) -> tuple[Tensor, Tensor]:
-    """Move points into ``box minus exclusions``, batched.
-
-    every_coord: the feasible set is, per coordinate, ``[lo_i, hi_i]`` minus the open
-    slabs ``(a_i - delta, a_i + delta)``. It is a product, so moving each coordinate to
-    its nearest allowed value is the exact Euclidean projection: push the coordinate up
-    past every slab it falls in (repeatedly, as slabs may overlap), likewise down, and
-    keep the nearer result that stays in ``[lo_i, hi_i]``.
-
-    any_coord: a point inside the open L-inf ball of an excluded ``a`` moves the single
-    coordinate that needs the smallest move onto the ball's surface (a heuristic).
-
-    Args:
-        y: Points (flattened).
-        lo: Lower box corners.
-        hi: Upper box corners.
-        excl: Excluded points per row, padded.
-        excl_mask: Which excluded points are real.
-        separation: Exclusion rule.
-        delta: Distance to keep (pass a slightly larger value to absorb rounding).
-
-    Returns:
-        ``(projected, feasible)``: the moved points, and whether each could be made
-        feasible.
-
-    Shapes:
-        y, lo, hi: ``[P, d]``; excl: ``[P, n, d]``; excl_mask: ``[P, n]``;
-        returns ``[P, d]`` and ``[P]``.
-    """
-    y = torch.minimum(torch.maximum(y, lo), hi)
-    feasible = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
-    # Only rows with exclusions need work, and only as many columns as they use (the
-    # real exclusions of a row come first in its padded list).
-    rows = torch.nonzero(excl_mask.any(1)).flatten()
-    if rows.numel() == 0:
-        return y, feasible
-    n = int(excl_mask[rows].sum(1).max())
-    moved, ok = _project_rows(
-        y[rows],
-        lo[rows],
-        hi[rows],
-        excl[rows, :n],
-        excl_mask[rows, :n],
-        separation,
-        delta,
-    )
-    y = y.index_copy(0, rows, moved)
-    return y, feasible.index_copy(0, rows, ok)
-
-
-def _project_rows(
-    y: Tensor,
-    lo: Tensor,
-    hi: Tensor,
-    excl: Tensor,
-    excl_mask: Tensor,
-    separation: Separation,
-    delta: float,
-) -> tuple[Tensor, Tensor]:
-    """``project_feasible`` for rows that all have at least one exclusion."""
-    mask = excl_mask[:, :, None]
-    if separation == "every_coord":
-        up = _push(y, excl, mask, delta, direction=1)
-        down = _push(y, excl, mask, delta, direction=-1)
-        up_ok, down_ok = up <= hi, down >= lo
-        take_up = up_ok & (~down_ok | ((up - y) <= (y - down)))
-        out = torch.where(take_up, up, torch.where(down_ok, down, y))
-        return out, (up_ok | down_ok).all(-1)
-    out = y.clone()
-    rows = torch.arange(y.shape[0], device=y.device)
-    for _ in range(excl.shape[1]):
-        inside = excl_mask & ((out[:, None, :] - excl).abs() < delta).all(-1)  # [P, n]
-        if not bool(inside.any()):
-            break
-        a = excl[rows, inside.float().argmax(1)]  # the first ball each point is in
-        up_t, down_t = a + delta, a - delta
-        never = torch.full_like(out, math.inf)
-        move_up = torch.where(up_t <= hi, up_t - out, never).min(-1)
-        move_dn = torch.where(down_t >= lo, out - down_t, never).min(-1)
-        use_up = move_up.values <= move_dn.values
-        idx = torch.where(use_up, move_up.indices, move_dn.indices)[:, None]
-        val = torch.where(use_up[:, None], up_t.gather(1, idx), down_t.gather(1, idx))
-        hit = torch.nonzero(inside.any(1)).flatten()
-        out[hit, idx[hit, 0]] = val[hit, 0]
-    still = excl_mask & ((out[:, None, :] - excl).abs() < delta).all(-1)
-    return out, ~still.any(1)
-
-
-def _push(
-    y: Tensor, excl: Tensor, mask: Tensor, delta: float, direction: int
-) -> Tensor:
-    """Push each coordinate out of all open slabs ``(a_i - delta, a_i + delta)``."""
-    out = y
-    for _ in range(excl.shape[1]):
-        inside = mask & ((out[:, None, :] - excl).abs() < delta)  # [P, n, d]
-        if not bool(inside.any()):
-            break
-        if direction > 0:
-            edge = torch.where(inside, excl + delta, torch.full_like(excl, -math.inf))
-            out = torch.maximum(out, edge.amax(1))
-        else:
-            edge = torch.where(inside, excl - delta, torch.full_like(excl, math.inf))
-            out = torch.minimum(out, edge.amin(1))
-    return out

@@ -1,6 +1,7 @@
 """Typed results of a counterexample search.
 
-Owns: ``Status``, ``SearchStats``, ``SearchResult``; may import: torch.
+Owns: ``Status``, ``SearchStats``, ``SearchResult``; may import: torch, the standard
+library.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class SearchStats:
         subdomains: Subdomains bounded (lirpa) or search-tree states visited (marabou).
         seconds: Wall-clock seconds until this input's search ended.
         rejected: Witnesses dropped because the exact float64 re-check failed.
-        timed_out: Whether the search stopped at the timeout.
+        timed_out: Whether the clock stopped the search (``Budget.seconds``, or a
+            Marabou call's TIMEOUT); a search stopped by ``Budget.work`` is not.
     """
 
     calls: int = 0
@@ -40,7 +42,7 @@ class SearchResult:
 
     Attributes:
         status: "sat" (at least one counterexample returned), "unsat" (proved that none
-            exists) or "unknown" (none found, nothing proved: timeout or budget).
+            exists) or "unknown" (none found, nothing proved: a budget ran out).
         counterexamples: The validated counterexamples, ``[m, *input_shape]`` with
             ``m <= k``, pairwise separated and separated from the excluded points.
         stats: Cost and bookkeeping.

@@ -1,0 +1,57 @@
+"""The ``lirpa`` backend: its knobs and its entry point.
+
+Owns: ``LirpaVerifier``; may import: the standard library, ``dalv.verify.verifier``,
+``dalv.verify.bab.driver``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from dalv.verify.bab.driver import BranchAndBound
+from dalv.verify.verifier import Verifier
+
+__all__ = ["LirpaVerifier"]
+
+
+@dataclass(frozen=True)
+class LirpaVerifier(Verifier):
+    """Batched branch and bound over input boxes (incomplete on deep networks).
+
+    CROWN bounds prune, a PGD falsifier finds witnesses, all inputs' subdomains share
+    each batched call, on the model's device (a GPU when the model is on one). Budget
+    work is counted in subdomains bounded per input, over all its radii
+    (``Budget(work=None)``: 100,000). The fields are the search's knobs; the
+    defaults suit MNIST MLPs on a CPU.
+
+    Args:
+        relu_split: split first-layer ReLUs before input coordinates (``None``: when
+            the input has more coordinates than the first hidden layer has neurons).
+        beta_steps: Adam steps on the Lagrange multipliers of ReLU phase splits.
+        restarts: random PGD starts per input at the root (``None``: ``max(8, 2 k)``).
+        pgd_steps: PGD steps at the root.
+        domain_pgd_steps: PGD steps inside each subdomain after the root.
+        repair_steps: PGD steps that repair a candidate after projection.
+        batch_domains: subdomains bounded per round (over all inputs; shared fairly).
+        max_live_floats: cap on stored subdomain corners, in floats (a memory budget).
+            When exceeded, the input with the most subdomains stops ("unknown").
+    """
+
+    name: ClassVar[str] = "lirpa"
+    complete: ClassVar[bool] = False
+    supports_conv: ClassVar[bool] = True
+    relu_split: bool | None = None
+    beta_steps: int = 20
+    restarts: int | None = None
+    pgd_steps: int = 20
+    domain_pgd_steps: int = 5
+    repair_steps: int = 3
+    batch_domains: int = 1024
+    max_live_floats: int = 2**25
+
+    def _search(self, model, xs, eps, k, excludes, prop, budget, schedule, seed):
+        search = BranchAndBound(
+            self, model, xs, eps, k, excludes, prop, budget, schedule, seed
+        )
+        return search.run()

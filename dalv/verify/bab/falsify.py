@@ -1,0 +1,185 @@
+"""Candidate counterexamples inside the subdomains that survived bounding.
+
+Owns: ``Objective`` (the property margin in the model dtype, its gradient, and the
+projection onto ``box minus exclusions``) and ``Falsifier`` (the bound's minimising
+corner plus projected-gradient descent from random starts); may import: torch, the
+standard library, ``dalv.verify.{projection, property}``, ``dalv.verify.bab.state``.
+
+Per surviving subdomain the candidates are the corner that minimises CROWN's linear
+lower bound and PGD on the margin: many random starts (and the input itself) at an
+input's root box, one start in each later subdomain. The random starts are drawn from
+one ``torch.Generator`` seeded per search, so a seed fixes the candidates. Candidates
+are only proposals: ``dalv.verify.bab.accept`` projects, repairs and re-checks them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from dalv.verify.bab.state import SearchState
+from dalv.verify.projection import project_feasible
+from dalv.verify.property import spec_margin
+
+__all__ = ["FAST_SLACK", "Objective", "Falsifier"]
+
+# Float32 candidates must beat the margin by this much before the float64 re-check.
+FAST_SLACK = 1e-5
+# Added to delta when projecting float32 points (absorbs float32 rounding).
+_DELTA_PAD = 1e-6
+
+
+class Objective:
+    """The property margin and the feasible set, in the model dtype.
+
+    Args:
+        state: The search's shared state.
+    """
+
+    def __init__(self, state: SearchState) -> None:
+        self.state = state
+
+    def margin(
+        self, y: Tensor, rows: Tensor, grad: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """Property margin ``min_s (C f(y))_s`` in the model dtype, and its gradient.
+
+        Shapes:
+            y: ``[m, d]``; rows: ``[m]`` owners -> ``[m]`` and ``[m, d]``.
+        """
+        st = self.state
+        with torch.enable_grad() if grad else torch.no_grad():
+            y = y.detach().requires_grad_(grad)
+            logits = st.model(y.view(-1, *st.shape))
+            g = spec_margin(st.C[rows], logits)
+            if not grad:
+                return g.detach(), None
+            (dg,) = torch.autograd.grad(g.sum(), y)
+        return g.detach(), dg
+
+    def project(
+        self, y: Tensor, lo: Tensor, hi: Tensor, rows: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Project onto ``[lo, hi]`` minus the owners' exclusions (delta padded)."""
+        excl = self.state.excl
+        return project_feasible(
+            y, lo, hi, excl.E[rows], excl.mask[rows], self.state.prop, _DELTA_PAD
+        )
+
+
+class Falsifier:
+    """Proposes candidates in a batch of subdomains (see the module docstring).
+
+    Args:
+        state: The search's shared state.
+        objective: Margin and projection.
+        restarts: Random PGD starts per input at the root (``None``: ``max(8, 2 k)``).
+        pgd_steps: PGD steps at the root.
+        domain_pgd_steps: PGD steps inside each subdomain after the root.
+        seed: Seed of the random starts.
+    """
+
+    def __init__(
+        self,
+        state: SearchState,
+        objective: Objective,
+        restarts: int | None,
+        pgd_steps: int,
+        domain_pgd_steps: int,
+        seed: int,
+    ) -> None:
+        self.state, self.objective = state, objective
+        k_max = max(state.progress.k)
+        self.restarts = max(8, 2 * k_max) if restarts is None else restarts
+        self.pgd_steps, self.domain_pgd_steps = pgd_steps, domain_pgd_steps
+        self.gen = torch.Generator(device=state.device).manual_seed(seed)
+
+    def __call__(
+        self, lo: Tensor, hi: Tensor, own: Tensor, lb: Tensor, A: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Candidates from the bound's minimising corner and PGD.
+
+        Args:
+            lo, hi: Subdomain corners (model dtype).
+            own: Their owners.
+            lb: ``[m, S]`` their lower bounds.
+            A: ``[m, S, d]`` the bounds' input coefficients.
+
+        Returns:
+            ``(candidates, owners, margins)`` of the candidates that beat the margin
+            (with slack), in no particular order.
+        """
+        st = self.state
+        boxes, progress = st.boxes, st.progress
+        m = lo.shape[0]
+        a = A[torch.arange(m, device=st.device), lb.argmin(1)]
+        r_lo = torch.maximum(lo, boxes.lo_in[own])  # the subdomain, within the box
+        r_hi = torch.minimum(hi, boxes.hi_in[own])
+        r_lo = torch.minimum(r_lo, r_hi)
+        vertex = torch.where(a > 0, r_lo, r_hi)
+        root = progress.fresh[own]
+        progress.fresh[own] = False
+        cands, rows_all, scores = [], [], []
+        for is_root in (True, False):
+            sel = torch.nonzero(root == is_root).flatten()
+            if sel.numel() == 0:
+                continue
+            lo_s, hi_s, own_s = r_lo[sel], r_hi[sel], own[sel]
+            if is_root:
+                centre = torch.minimum(torch.maximum(st.x_flat[own_s], lo_s), hi_s)
+                fixed, n_rand = [vertex[sel], centre], self.restarts
+                steps = self.pgd_steps
+            else:
+                fixed, n_rand, steps = [vertex[sel]], 1, self.domain_pgd_steps
+            rl, rh = lo_s.repeat(n_rand, 1), hi_s.repeat(n_rand, 1)
+            u = torch.rand(
+                rl.shape, generator=self.gen, dtype=rl.dtype, device=rl.device
+            )
+            n_starts = len(fixed) + n_rand
+            rows = own_s.repeat(n_starts)
+            best, g = self.pgd(
+                torch.cat([*fixed, rl + (rh - rl) * u]),
+                lo_s.repeat(n_starts, 1),
+                hi_s.repeat(n_starts, 1),
+                rows,
+                steps,
+                exclude=is_root,
+            )
+            good = g <= -st.prop.margin - FAST_SLACK
+            cands.append(best[good])
+            rows_all.append(rows[good])
+            scores.append(g[good])
+        return torch.cat(cands), torch.cat(rows_all), torch.cat(scores)
+
+    def pgd(
+        self, y: Tensor, lo: Tensor, hi: Tensor, rows: Tensor, steps: int, exclude: bool
+    ) -> tuple[Tensor, Tensor]:
+        """PGD on the margin in ``[lo, hi]`` (minus exclusions): best points, margins.
+
+        A point stops once its margin is below ``-2 margin``, so witnesses stay near
+        their (diverse) random starts instead of all running to the same corner. With
+        ``exclude=False`` the steps only stay in the box (the acceptance step projects
+        and repairs later), which saves the costly projection in deep rounds.
+        """
+        st, obj = self.state, self.objective
+        best = y.clone()
+        best_g = torch.full((y.shape[0],), math.inf, dtype=st.dtype, device=y.device)
+        frozen = torch.zeros(y.shape[0], dtype=torch.bool, device=st.device)
+        width = hi - lo
+        everywhere = torch.ones_like(frozen)
+        for t in range(steps + 1):
+            if exclude:
+                y, feasible = obj.project(y, lo, hi, rows)
+            else:
+                y, feasible = torch.minimum(torch.maximum(y, lo), hi), everywhere
+            g, dg = obj.margin(y, rows, grad=t < steps)
+            better = feasible & (g < best_g) & ~frozen
+            best[better], best_g[better] = y[better], g[better]
+            frozen |= feasible & (g <= -2 * st.prop.margin - FAST_SLACK)
+            if t == steps or bool(frozen.all()) or st.clock.timed_out():
+                break
+            step = (0.25 * (1 - t / steps) + 0.02) * width
+            y = torch.where(frozen[:, None], y, y - step * dg.sign())
+        return best, best_g
