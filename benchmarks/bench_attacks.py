@@ -9,12 +9,14 @@ Inputs: the 5,000 real mnist5k digits plus 5,000 noisy copies of them (uniform n
 Reports, side by side:
 
 * ``min_fgsm_eps`` (FVAAL's score: 1 gradient + 11 FGSM evaluations per input), batched,
-  vs a plain-torch loop scoring one input at a time as the reference code does; their ratio;
-  and the arithmetic floor: one gradient plus eleven bare forward passes over the batch.
-* ``deepfool`` (DFAL's score) over the same inputs, batched, vs a one-at-a-time loop on a
-  subset (extrapolated).
+  vs a plain-torch loop scoring one input at a time as the reference code does; their
+  ratio; and the arithmetic floor: one gradient plus eleven bare forward passes over the
+  batch.
+* ``deepfool`` (DFAL's score) over the same inputs, batched, vs a one-at-a-time loop on
+  a subset (extrapolated).
 
-Targets on 2 CPU cores: min_fgsm_eps ≥ 5× faster than the loop and ≤ 1 s; DeepFool ≤ 10 s.
+Targets on 2 CPU cores: min_fgsm_eps ≥ 5× faster than the loop and ≤ 1 s; DeepFool ≤ 10
+s.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def _sync(device: torch.device) -> None:
 
 
 def timed(fn, device: torch.device, repeats: int = 1) -> tuple[float, object]:
-    """Median wall time over ``repeats`` calls (after one warm-up call when repeats > 1)."""
+    """Median wall time over ``repeats`` calls (after one warm-up call when repeats >
+    1)."""
     out = None
     if repeats > 1:
         out = fn()
@@ -128,7 +131,8 @@ def main() -> None:
     noisy = (real + (torch.rand(real.shape, generator=gen) - 0.5) * 0.1).clamp(0, 1)
     x = torch.cat([real, noisy])[: a.n].to(device)
     print(
-        f"device {device} ({torch.get_num_threads()} threads), MLP-128 test acc {acc:.3f}, "
+        f"device {device} ({torch.get_num_threads()} threads), MLP-128 test acc "
+        f"{acc:.3f}, "
         f"{len(x)} inputs of shape {tuple(x.shape[1:])}"
     )
     load_start = os.getloadavg()[0]
@@ -163,10 +167,12 @@ def main() -> None:
     print(f"  per-example loop        {t_loop_full:8.3f} s{ext}")
     print(f"  speed-up                {t_loop_full / t_batch:8.1f} x   target >= 5x")
     print(
-        f"  arithmetic floor        {t_floor:8.3f} s   (batched = {t_batch / t_floor:.2f} x floor)"
+        f"  arithmetic floor        {t_floor:8.3f} s   (batched = "
+        f"{t_batch / t_floor:.2f} x floor)"
     )
     print(
-        f"  same ε as the loop      {same:8.1%}   flipped {float(flipped.float().mean()):.1%}"
+        f"  same ε as the loop      {same:8.1%}   flipped "
+        f"{float(flipped.float().mean()):.1%}"
     )
     print("\ndeepfool (DFAL score, <= 20 steps, all 10 classes)")
     print(f"  batched                 {t_df:8.3f} s   target <= 10 s")
@@ -177,7 +183,8 @@ def main() -> None:
     print(f"  same norm as the loop   {df_close:8.1%}")
     print(f"  class changed: x + r {raw_rate:.1%}, clip(x + r) {clip_rate:.1%}")
     print(
-        f"\n1-minute load average: {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+        f"\n1-minute load average: {load_start:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at "
         f"the end ({os.cpu_count()} CPUs); other processes inflate every time above."
     )
 

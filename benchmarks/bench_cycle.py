@@ -1,22 +1,23 @@
-"""Time one full active-learning cycle (query + retrain + evaluate) per baseline on mnist5k.
+"""Time one full active-learning cycle (query + retrain + evaluate) per method on
+mnist5k.
 
     python benchmarks/bench_cycle.py [--labelled 500] [--repeats 3] [--threads 2]
 
 The state is a mid-run one: ``--labelled`` acquired rows (plus the 50 initial ones), the
-paper's MLP-128 and training (Adam, 10 epochs, batch 32, restart from θ_init). Figures are
-medians over repeats, measured side by side in one process.
+paper's MLP-128 and training (Adam, 10 epochs, batch 32, restart from θ_init). Each
+repeat runs ``dalv.run_cycle`` (the very cycle every run is made of) on a copy of that
+state; figures are medians over repeats, measured side by side in one process.
 """
 
 import argparse
 import copy
 import statistics
-import time
 
 import numpy as np
 import torch
 
 import dalv
-from dalv.loop import cycle_rng, fit_seed, initial_state
+from dalv.loop import run_cycle, start
 
 
 def main() -> None:
@@ -33,45 +34,29 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     data = dalv.data.load("mnist5k")
     cfg = dalv.ExperimentConfig(dataset="mnist5k")
-    init_idx, theta = initial_state(data, cfg, 0, torch.device("cpu"))
-    pool0 = dalv.data.ActivePool(data.x_train, data.y_train)
-    pool0.label(init_idx, 0)
-    pool0.label(
-        np.random.default_rng(0).choice(pool0.unlabeled_idx, a.labelled, replace=False),
-        1,
-    )
+    state0 = start(data, cfg, 0, device="cpu")
+    pool = state0.pool
+    acquired = np.random.default_rng(0).choice(pool.unlabeled_idx, a.labelled, False)
+    pool.label(acquired, 1)
+    state0.cycle = 1
     print(
-        f"mnist5k, {pool0.n_labeled} labelled, {pool0.n_unlabeled} unlabelled candidates, "
+        f"mnist5k, {pool.n_labeled} labelled, {pool.n_unlabeled} unlabelled "
+        "candidates, "
         f"budget {cfg.budget}, torch threads {a.threads}, device cpu"
     )
     print(
         f"{'method':10s} {'query s':>8s} {'train s':>8s} {'eval s':>8s} {'cycle s':>8s}"
     )
     for name in a.methods:
-        strat = dalv.loop.with_candidates(
-            dalv.methods.get(name).strategy, cfg.candidates
-        )
+        method = dalv.methods.get(name)
         times = []
         for r in range(a.repeats):
-            pool = dalv.data.ActivePool(data.x_train, data.y_train, pool0.labeled_at)
-            t0 = time.perf_counter()
-            sel = strat.select(theta, pool, cfg.budget, rng=cycle_rng(0, r))
-            pool.label(sel.idx, 2)
-            t1 = time.perf_counter()
-            model = copy.deepcopy(theta)
-            idx = torch.from_numpy(pool.acquired_idx)
-            dalv.train.fit(
-                model,
-                data.x_train[idx],
-                data.y_train[idx],
-                cfg.train,
-                seed=fit_seed(0, r),
-            )
-            t2 = time.perf_counter()
-            dalv.train.evaluate(model, data.x_test, data.y_test)
-            t3 = time.perf_counter()
-            times.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
-        med = [statistics.median(c) for c in zip(*times)]
+            state = copy.copy(state0)
+            state.pool = dalv.data.ActivePool(pool.x, pool.y, pool.labeled_at)
+            rec = run_cycle(state, method, cfg, seed=r)
+            s = rec.seconds
+            times.append((s["query"], s["train"], s["eval"], sum(s.values())))
+        med = [statistics.median(c) for c in zip(*times, strict=True)]
         print(f"{name:10s} {med[0]:8.3f} {med[1]:8.3f} {med[2]:8.3f} {med[3]:8.3f}")
 
 

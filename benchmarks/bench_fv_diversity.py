@@ -3,7 +3,7 @@
     python benchmarks/bench_fv_diversity.py [--points 20] [--k 10] [--seed 0]
 
 On mnist5k's cycle-0 model (θ_init) and ``--points`` random pool images, runs FV-Adv
-(``dalv.augment.FVAdv``, spec §6.4, from radius 0.06, no seed example) on the
+(``dalv.augment.FVAdv``, protocol §4.4, from radius 0.06, no seed example) on the
 ``LirpaVerifier`` (FV-Adv's default budget) and on the ``MarabouVerifier`` (the same
 1000 solver calls per image, and ``--marabou-timeout`` seconds per image as one
 allowance for the whole call), then compares, per image, the spread of its

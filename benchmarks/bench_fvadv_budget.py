@@ -3,11 +3,12 @@
     python benchmarks/bench_fvadv_budget.py [--method "Random+FV-Adv(10)"] [--cycles 6]
         [--budgets 200 1000 5000 100000] [--timeout 120] [--seed 0]
 
-Runs the same method, seed and cycles once per ``FVAdv.max_subdomains`` budget (the
+Runs the same method, seed and cycles once per ``FVAdv.budget.work`` value (the
 largest is the pre-budget behaviour, where only the per-cycle ``--timeout`` stopped the
-search) and prints, per budget, the mean FV-Adv seconds per cycle, the examples found out
-of those requested, how many cycles hit the timeout, and the final test accuracy. The runs
-are sequential in one process, one torch thread each, so the seconds compare side by side.
+search) and prints, per budget, the mean FV-Adv seconds per cycle, the examples found
+out of those requested, how many cycles hit the timeout, and the final test accuracy.
+The runs are sequential in one process, one torch thread each, so the seconds compare
+side by side.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import torch
 
 import dalv
 from dalv.methods import Method
+from dalv.verify import Budget
 
 
 def main() -> None:
@@ -39,12 +41,13 @@ def main() -> None:
         f"{a.timeout:g} s, 1 torch thread, cpu"
     )
     print(
-        f"{'budget':>8s} {'FV s/cycle':>11s} {'max s':>7s} {'found':>7s} {'requested':>10s} "
+        f"{'budget':>8s} {'FV s/cycle':>11s} {'max s':>7s} {'found':>7s} "
+        f"{'requested':>10s} "
         f"{'timeouts':>9s} {'final acc':>10s} {'total s':>8s}"
     )
     for b in a.budgets:
-        aug = dataclasses.replace(base.augmenter, max_subdomains=b, timeout=a.timeout)
-        m = Method(base.strategy, aug, base.label)
+        aug = dataclasses.replace(base.augmenter, budget=Budget(b, a.timeout))
+        m = Method(base.strategy, aug)
         t0 = time.perf_counter()
         df = dalv.loop.run(m, data, cfg, seed=a.seed, progress=False)
         total = time.perf_counter() - t0

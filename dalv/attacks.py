@@ -1,18 +1,20 @@
-"""Gradient attacks, batched over inputs: FGSM, PGD, DeepFool and the minimal-FGSM-ε search.
+"""Gradient attacks, batched over inputs: FGSM, PGD, DeepFool and the minimal-FGSM-ε
+search.
 
-Owns ``fgsm``, ``fgsm_sweep``, ``pgd``, ``deepfool`` and ``min_fgsm_eps``. May import torch
-only.
+Owns ``fgsm``, ``fgsm_sweep``, ``pgd``, ``deepfool`` and ``min_fgsm_eps``. May import
+torch and ``dalv.models``.
 
-Every function takes a batch ``x`` of shape ``[B, *input_shape]`` with values in [0, 1], works
-on the model's device (``x`` is moved there; results stay there) and never loops over
-examples in Python: loops run over ε values, steps or classes, each on the whole batch (in
-memory-bounded chunks of rows). The model is called as it is, so put it in ``eval()`` mode
-first (``dalv.train.fit`` leaves it so); its parameters receive no gradients.
+Every function takes a batch ``x`` of shape ``[B, *input_shape]`` with values in [0, 1],
+works on the model's device (``x`` is moved there; results stay there) and never loops
+over examples in Python: loops run over ε values, steps or classes, each on the whole
+batch (in memory-bounded chunks of rows). The model is called as it is, so put it in
+``eval()`` mode first (``dalv.train.fit`` leaves it so); its parameters receive no
+gradients.
 
 Norms: every ε here is an **L∞ radius in pixel units** (inputs live in [0, 1]), except
-DeepFool's result, which is the **L2** norm of its perturbation. "Success" always means the
-arg-max class of the perturbed input differs from that of the clean input (or from ``y``
-where a label is given).
+DeepFool's result, which is the **L2** norm of its perturbation. "Success" always means
+the arg-max class of the perturbed input differs from that of the clean input (or from
+``y`` where a label is given).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dalv.models import model_device, model_dtype
+
 __all__ = ["fgsm", "fgsm_sweep", "pgd", "deepfool", "min_fgsm_eps"]
 
 # Rows per chunk are chosen so that one working tensor holds at most this many numbers
@@ -31,13 +35,6 @@ _CHUNK_NUMEL = 2**25
 
 
 # ------------------------------------------------------------------ validation helpers
-
-
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    p = next(model.parameters(), None)
-    if p is None:
-        return torch.device("cpu"), torch.get_default_dtype()
-    return p.device, p.dtype
 
 
 def _expected_numel(model: nn.Module) -> int | None:
@@ -76,7 +73,7 @@ def _check_inputs(model: nn.Module, x: Tensor) -> Tensor:
             f"the model expects {n_in} features per input but x has shape "
             f"{tuple(x.shape)} ({math.prod(x.shape[1:])} per input)"
         )
-    device, dtype = _model_device_dtype(model)
+    device, dtype = model_device(model), model_dtype(model)
     x = x.detach().to(device=device, dtype=dtype)
     if x.numel():
         lo, hi = (float(v) for v in torch.aminmax(x))  # one pass; NaN propagates
@@ -181,8 +178,8 @@ def fgsm(
     """Fast Gradient Sign Method (Goodfellow et al., 2015): one signed-gradient step.
 
     ``x' = clip(x + ε · sign(∇_x CE(f(x), y)), 0, 1)``: untargeted, increasing the
-    cross-entropy against ``y`` (the model's own predicted class when ``y`` is None, as the
-    paper's FVAAL does, spec §5.6). The gradient is taken at ``x``.
+    cross-entropy against ``y`` (the model's own predicted class when ``y`` is None, as
+    the paper's FVAAL does, protocol §3.6). The gradient is taken at ``x``.
 
     Args:
         model: classifier returning logits.
@@ -197,7 +194,8 @@ def fgsm(
         x: [B, *input_shape]; eps: [] or [B]; y: [B] int64 → [B, *input_shape].
 
     Raises:
-        ValueError: ε outside [0, 1], inputs outside [0, 1], or inputs the model cannot take.
+        ValueError: ε outside [0, 1], inputs outside [0, 1], or inputs the model cannot
+            take.
     """
     x = _check_inputs(model, x)
     e = _check_eps(eps, len(x), x)
@@ -216,9 +214,9 @@ def fgsm(
 def fgsm_sweep(model: nn.Module, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
     """FGSM at several ε per input, with the gradient computed once per input.
 
-    Every candidate lies on the clipped ray ``clip(x + ε · sign(∇_x CE(f(x), ŷ)), 0, 1)``,
-    ŷ the model's own prediction (the paper's FGSM-Adv sweep, spec §6.3). Candidate
-    ``[i, j]`` equals ``fgsm(model, x[i:i+1], eps[i, j])``.
+    Every candidate lies on the clipped ray ``clip(x + ε · sign(∇_x CE(f(x), ŷ)), 0,
+    1)``, ŷ the model's own prediction (the paper's FGSM-Adv sweep, protocol §4.3).
+    Candidate ``[i, j]`` equals ``fgsm(model, x[i:i+1], eps[i, j])``.
 
     Args:
         model: classifier returning logits.
@@ -226,8 +224,8 @@ def fgsm_sweep(model: nn.Module, x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor
         eps: L∞ step sizes in [0, 1], one row per input (or one row shared by all).
 
     Returns:
-        ``(x_adv, flipped)``: the candidates and whether each one's class differs from the
-        clean prediction.
+        ``(x_adv, flipped)``: the candidates and whether each one's class differs from
+        the clean prediction.
 
     Shapes:
         x: [B, *input_shape]; eps: [B, G] or [G] → x_adv [B, G, *input_shape],
@@ -279,10 +277,11 @@ def pgd(
     """L∞ Projected Gradient Descent (Madry et al., 2018), untargeted.
 
     Each run repeats ``steps`` times ``x' ← Π(x' + α · sign(∇ CE(f(x'), y)))``, where Π
-    projects onto the ε-box around ``x`` intersected with [0, 1]. The first run starts at
-    ``x``; each of the ``restarts`` further runs starts at a uniform random point of the box.
-    Per input, the result is the final point of the best run: one that misclassifies if any
-    does, and among those alike the one with the highest cross-entropy.
+    projects onto the ε-box around ``x`` intersected with [0, 1]. The first run starts
+    at ``x``; each of the ``restarts`` further runs starts at a uniform random point of
+    the box. Per input, the result is the final point of the best run: one that
+    misclassifies if any does, and among those alike the one with the highest
+    cross-entropy.
 
     Args:
         model: classifier returning logits.
@@ -292,8 +291,8 @@ def pgd(
         step_size: L∞ step α; default ``2.5 · eps / steps``.
         restarts: extra runs from random starts (≥ 0).
         y: labels to move away from; default: the model's prediction at ``x``.
-        generator: source of the random starts; default: a CPU generator seeded with 0, so
-            results are reproducible.
+        generator: source of the random starts; default: a CPU generator seeded with 0,
+            so results are reproducible.
 
     Returns:
         The adversarial inputs, on the model's device.
@@ -359,8 +358,8 @@ def pgd(
 def _jacobian(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     """Logits [m, C] and their Jacobian [m, C, *input_shape] w.r.t. each input row.
 
-    One batched backward (``is_grads_batched``) over the C one-hot output directions; for
-    layers without a batching rule, one backward pass per class instead.
+    One batched backward (``is_grads_batched``) over the C one-hot output directions;
+    for layers without a batching rule, one backward pass per class instead.
     """
     xg = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -392,37 +391,40 @@ def deepfool(
     *,
     clip: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """DeepFool (Moosavi-Dezfooli et al., 2016), as the paper's DFAL scores (spec §5.5).
+    """DeepFool (Moosavi-Dezfooli et al., 2016), as the paper's DFAL scores (protocol
+    §3.5).
 
     Per input, starting from ``r = 0`` and the clean class ``k``: while the class of
-    ``x + r`` is still ``k`` and fewer than ``max_iter`` steps were taken, linearise every
-    logit difference at ``x + r``, pick the class ``j ≠ k`` with the nearest linearised
-    boundary ``|f_j − f_k| / ‖∇(f_j − f_k)‖₂`` (all classes considered), take the step
-    ``r_i = |f_j − f_k| / ‖∇(f_j − f_k)‖₂² · ∇(f_j − f_k)`` and add
+    ``x + r`` is still ``k`` and fewer than ``max_iter`` steps were taken, linearise
+    every logit difference at ``x + r``, pick the class ``j ≠ k`` with the nearest
+    linearised boundary ``|f_j − f_k| / ‖∇(f_j − f_k)‖₂`` (all classes considered), take
+    the step ``r_i = |f_j − f_k| / ‖∇(f_j − f_k)‖₂² · ∇(f_j − f_k)`` and add
     ``(1 + overshoot) · r_i`` to ``r`` (the overshoot applies per step). A step with
     ``‖r_i‖₂ < 1e-6`` ends the search (after being added). The iterates ``x + r`` are
-    **not** clipped to [0, 1]; only the returned example is (as the reference code does).
+    **not** clipped to [0, 1]; only the returned example is (as the reference code
+    does).
 
     All inputs advance together: each step computes the Jacobian of all C logits for the
     inputs still running (one batched backward pass), and finished inputs drop out.
 
-    Clipping matters: DeepFool stops just past the boundary, so removing the part of ``r``
-    that leaves [0, 1] usually moves the input back. On digit images (mostly 0-valued
-    pixels) the clipped example keeps the clean class for most inputs, while ``x + r``
-    changes it for nearly all. The paper's DFAL still adds the clipped example.
+    Clipping matters: DeepFool stops just past the boundary, so removing the part of
+    ``r`` that leaves [0, 1] usually moves the input back. On digit images (mostly
+    0-valued pixels) the clipped example keeps the clean class for most inputs, while
+    ``x + r`` changes it for nearly all. The paper's DFAL still adds the clipped
+    example.
 
     Args:
         model: classifier returning logits.
         x: clean inputs in [0, 1].
         max_iter: maximum number of steps per input.
         overshoot: per-step overshoot factor.
-        clip: return ``clip(x + r, 0, 1)`` (the paper's example); ``False`` returns the raw
-            iterate ``x + r``, which may leave [0, 1].
+        clip: return ``clip(x + r, 0, 1)`` (the paper's example); ``False`` returns the
+            raw iterate ``x + r``, which may leave [0, 1].
 
     Returns:
-        ``(x_adv, r_norm_l2)``: ``x_adv = clip(x + r, 0, 1)`` (or ``x + r``) and the **L2**
-        norm of ``r`` taken *before* clipping (DFAL's score; also given when the class
-        never changed).
+        ``(x_adv, r_norm_l2)``: ``x_adv = clip(x + r, 0, 1)`` (or ``x + r``) and the
+        **L2** norm of ``r`` taken *before* clipping (DFAL's score; also given when the
+        class never changed).
 
     Shapes:
         x: [B, *input_shape] → x_adv [B, *input_shape], r_norm_l2 [B].
@@ -481,22 +483,23 @@ def _n_bisections(tol: float) -> int:
 def min_fgsm_eps(
     model: nn.Module, x: Tensor, tol: float = 5e-4
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The smallest L∞ FGSM step that changes each input's class, by binary search (FVAAL).
+    """The smallest L∞ FGSM step that changes each input's class, by binary search
+    (FVAAL).
 
-    Exactly the paper's search (spec §5.6), for all inputs at once: the signed gradient
-    ``sign(∇_x CE(f(x), ŷ))`` w.r.t. the model's own prediction ŷ is computed **once** at
-    ``x``; then, on the interval [0, 1] with first test ε = 0.5, each step tests
-    ``clip(x + ε · sign, 0, 1)``: on success the upper end becomes ε, otherwise the lower
-    end does, and the next ε is the midpoint. The search stops when the width is ≤ ``tol``
-    (11 evaluations for 5e-4; every input takes the same number, so one forward pass of the
-    batch per evaluation).
+    Exactly the paper's search (protocol §3.6), for all inputs at once: the signed
+    gradient ``sign(∇_x CE(f(x), ŷ))`` w.r.t. the model's own prediction ŷ is computed
+    **once** at ``x``; then, on the interval [0, 1] with first test ε = 0.5, each step
+    tests ``clip(x + ε · sign, 0, 1)``: on success the upper end becomes ε, otherwise
+    the lower end does, and the next ε is the midpoint. The search stops when the width
+    is ≤ ``tol`` (11 evaluations for 5e-4; every input takes the same number, so one
+    forward pass of the batch per evaluation).
 
-    The returned ε is the midpoint of the final interval ``[lo, hi]`` (width ``w = 2⁻ⁿ``):
-    FGSM at ``lo = ε − w/2`` kept the class (``lo`` was tested, or is 0), at ``hi = ε + w/2``
-    it changed it. FGSM success is not monotone in ε, so nothing is claimed between them.
-    Inputs whose class no tested ε changed get **ε = 1.0** (the reference code returns the
-    midpoint 0.999756 for them; 1.0 ranks them strictly last), ``x_adv = x`` and
-    ``flipped = False``.
+    The returned ε is the midpoint of the final interval ``[lo, hi]`` (width ``w =
+    2⁻ⁿ``): FGSM at ``lo = ε − w/2`` kept the class (``lo`` was tested, or is 0), at
+    ``hi = ε + w/2`` it changed it. FGSM success is not monotone in ε, so nothing is
+    claimed between them. Inputs whose class no tested ε changed get **ε = 1.0** (the
+    reference code returns the midpoint 0.999756 for them; 1.0 ranks them strictly
+    last), ``x_adv = x`` and ``flipped = False``.
 
     Args:
         model: classifier returning logits.
@@ -504,14 +507,16 @@ def min_fgsm_eps(
         tol: stop when the interval width is ≤ tol; in (0, 1).
 
     Returns:
-        ``(eps_linf, x_adv, flipped)``: the midpoint ε (L∞), the FGSM input at the smallest
-        successful ε tested (``x`` itself when none), and whether one succeeded.
+        ``(eps_linf, x_adv, flipped)``: the midpoint ε (L∞), the FGSM input at the
+        smallest successful ε tested (``x`` itself when none), and whether one
+        succeeded.
 
     Shapes:
         x: [B, *input_shape] → eps_linf [B], x_adv [B, *input_shape], flipped [B] bool.
 
     Raises:
-        ValueError: tol outside (0, 1); inputs outside [0, 1] or that the model cannot take.
+        ValueError: tol outside (0, 1); inputs outside [0, 1] or that the model cannot
+            take.
     """
     if not 0.0 < tol < 1.0:
         raise ValueError(f"tol must lie in (0, 1), got {tol}")

@@ -1,10 +1,11 @@
 """Experiment configuration as frozen dataclasses.
 
-Owns ``ModelConfig``, ``TrainConfig``, ``ExperimentConfig``, ``to_dict``/``from_dict`` and
-``config_hash``. May import: the standard library only.
+Owns ``ModelConfig``, ``TrainConfig``, ``ExperimentConfig``, ``to_dict``/``from_dict``
+and ``config_hash``. May import: the standard library only.
 
-Every policy the reference code left implicit is a named field here (spec §11): the
-retraining protocol, whether the initial labelled set is trained on, the candidate-pool size.
+Every policy the reference code left implicit is a named field here (protocol §9): the
+retraining protocol, whether the initial labelled set is trained on, the candidate-pool
+size.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class ModelConfig:
     Args:
         arch: ``"mlp"`` (the paper's Flatten → Linear → ReLU → Linear(bias=False)) or
             ``"cnn"`` (a small convolutional option, not used by the paper).
-        hidden: width of the hidden layer (the paper's ``--emb_size``; 128 as shipped, 32
-            likely for the published MNIST runs, spec §11.1).
+        hidden: width of the hidden layer (the paper's ``--emb_size``; 128 as shipped,
+            32 likely for the published MNIST runs, protocol §9).
     """
 
     arch: Literal["mlp", "cnn"] = "mlp"
@@ -42,7 +43,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How every model is fitted (spec §4: Adam 1e-3, 10 epochs, Keras' default batch 32).
+    """How every model is fitted (protocol §2: Adam 1e-3, 10 epochs, Keras' default
+    batch 32).
 
     Args:
         epochs: passes over the training set per fit.
@@ -55,25 +57,30 @@ class TrainConfig:
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"invalid training settings {self}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"the learning rate must be > 0, got {self.lr}")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """One active-learning experiment on one dataset (method and seed are given to ``run``).
+    """One active-learning experiment on one dataset (method and seed are given to
+    ``run``).
 
     Args:
         dataset: a name known to ``dalv.data.load``.
-        n_initial: size of the initial labelled set, drawn uniformly (not class-balanced).
-        budget: examples queried per cycle.
+        n_initial: size of the initial labelled set, drawn uniformly (not
+        class-balanced). budget: examples queried per cycle.
         n_cycles: acquisition cycles; the results table has one row per cycle.
         candidates: size of the random candidate subset a strategy scores each cycle
             (``None`` = every unlabelled example). Random always samples the whole pool.
         protocol: ``"paper"`` restarts every cycle from the initial trained weights and
-            trains on the acquired plus adversarial examples *without* the initial set (what
-            the reference code runs, spec §2/§4); ``"clean"`` uses a fresh seeded
-            initialisation each cycle and trains on every labelled example.
+            trains on the acquired plus adversarial examples *without* the initial set
+            (what the reference code runs, protocol §1/§4); ``"clean"`` uses a fresh
+            seeded initialisation each cycle and trains on every labelled example.
         model: the classifier.
         train: the fitting procedure.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.

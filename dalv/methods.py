@@ -1,31 +1,61 @@
-"""Methods = a query strategy composed with an augmenter, plus the paper's names for them.
+"""Methods = a query strategy composed with an augmenter, and the paper's methods.
 
-Owns ``Method``, ``registry`` (the one place paper names map to compositions),
-``method_to_dict`` / ``method_from_dict``. May import ``dalv.strategies``,
-``dalv.augment`` and the modules that define further strategies and augmenters.
+Owns ``Method``, ``REGISTRY`` (the one place the paper's methods are listed), ``get``
+(the lookup the command line uses) and ``method_to_dict`` / ``method_from_dict``. May
+import ``dalv.strategies``, ``dalv.augment`` and ``dalv.verify``.
 
-Nothing here parses a name: ``--method "DFAL+FGSM-Adv(10)"`` is an exact key of the
-registry, and a stored method is its dataclass fields.
+A method's name is derived from its composition, never the other way round: the
+strategy's name, then the augmenter's (``"BADGE+FGSM-Adv(10)"``); a strategy that makes
+its own adversarial examples but adds none is "-No-Adv" (``"FVAAL-No-Adv"``); two
+compositions carry the paper's short names (``PAPER_NAMES``). A stored method is its
+dataclass fields, looked up by class name when read back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from dalv.augment import Augmenter, NoAugment
-from dalv.strategies import BADGE, CoreSet, Entropy, Margin, Random, Strategy
+from dalv.augment import Augmenter, FGSMAdv, FVAdv, NoAugment, OwnAdv
+from dalv.strategies import (
+    BADGE,
+    CertifiedRadius,
+    CoreSet,
+    DeepFoolDistance,
+    Entropy,
+    FGSMDistance,
+    Margin,
+    Mixture,
+    Random,
+    Strategy,
+)
+from dalv.verify import (
+    Budget,
+    LirpaVerifier,
+    MarabouVerifier,
+    Property,
+    Schedule,
+    Verifier,
+)
 
 __all__ = [
     "Method",
-    "registry",
+    "REGISTRY",
+    "PAPER_NAMES",
     "get",
     "method_names",
     "method_to_dict",
     "method_from_dict",
-    "register_type",
 ]
+
+PAPER_NAMES: dict[tuple[str, str], str] = {
+    ("DFAL", "Own-Adv"): "DFAL",  # Ducoffe & Precioso's recipe: its DeepFool example
+    ("FVAAL", "FV-Adv(10)"): "FVAAL",  # the paper's proposal
+}
+"""(strategy name, augmenter name) → the paper's short name for that composition."""
 
 
 @dataclass(frozen=True)
@@ -35,146 +65,146 @@ class Method:
     Args:
         strategy: chooses what to label.
         augmenter: adds adversarial examples of the chosen rows (default: none).
-        label: the paper's name, for display only.
     """
 
     strategy: Strategy
     augmenter: Augmenter = field(default_factory=NoAugment)
-    label: str | None = None
 
     @property
     def name(self) -> str:
-        if self.label:
-            return self.label
-        if isinstance(self.augmenter, NoAugment):
-            return self.strategy.name
-        return f"{self.strategy.name}+{self.augmenter.name}"
+        """The display name, derived from the composition (see the module docstring)."""
+        s, a = self.strategy.name, self.augmenter
+        if isinstance(a, NoAugment):
+            return f"{s}-No-Adv" if self.strategy.makes_examples else s
+        return PAPER_NAMES.get((s, a.name), f"{s}+{a.name}")
 
     @property
     def slug(self) -> str:
         """A file-system-safe version of ``name``."""
-        return "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name).strip(
-            "_"
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.name)
+        return safe.strip("_")
+
+    def with_verifier(self, verifier: Verifier) -> Method:
+        """The same method with its augmenter on another verifier (unchanged if the
+        augmenter uses none)."""
+        return dataclasses.replace(
+            self, augmenter=self.augmenter.with_verifier(verifier)
         )
 
-    def with_verifier(self, backend: str) -> "Method":
-        """The same method with its augmenter on another verifier backend (``"lirpa"`` or
-        ``"marabou"``); methods whose augmenter uses no verifier come back unchanged."""
-        set_backend = getattr(self.augmenter, "with_backend", None)
-        return (
-            dataclasses.replace(self, augmenter=set_backend(backend))
-            if set_backend
-            else self
-        )
+    def with_k(self, k: int) -> Method:
+        """The same method with ``k`` adversarial examples per queried row."""
+        return dataclasses.replace(self, augmenter=self.augmenter.with_k(k))
 
 
 # ------------------------------------------------------------------ the registry
 
+_FVAAL, _DFAL = FGSMDistance(), DeepFoolDistance()
+_FGSM, _FV = FGSMAdv(k=10), FVAdv(k=10)
 
-def _baselines() -> dict[str, Method]:
-    return {
-        "Random": Method(Random(), label="Random"),
-        "Entropy": Method(Entropy(), label="Entropy"),
-        "Margin": Method(Margin(), label="Margin"),
-        "BADGE": Method(BADGE(), label="BADGE"),
-        "Core-set": Method(CoreSet(), label="Core-set"),
-    }
+REGISTRY: dict[str, Method] = {
+    # baselines (protocol §3)
+    "Random": Method(Random()),
+    "Entropy": Method(Entropy()),
+    "Margin": Method(Margin()),
+    "BADGE": Method(BADGE()),
+    "Core-set": Method(CoreSet()),
+    # the paper's methods (protocol §6)
+    "FVAAL": Method(_FVAAL, _FV),
+    "FVAAL-No-Adv": Method(_FVAAL),
+    "FVAAL+FGSM-Adv(10)": Method(_FVAAL, _FGSM),
+    "DFAL": Method(_DFAL, OwnAdv()),
+    "DFAL-No-Adv": Method(_DFAL),
+    "DFAL+FV-Adv(10)": Method(_DFAL, _FV),
+    "DFAL+FGSM-Adv(10)": Method(_DFAL, _FGSM),
+    "BADGE+FV-Adv(10)": Method(BADGE(), _FV),
+    "BADGE+FGSM-Adv(10)": Method(BADGE(), _FGSM),
+    "Random+FV-Adv(10)": Method(Random(), _FV),
+    "Random+FGSM-Adv(10)": Method(Random(), _FGSM),
+    "Core-set+FV-Adv(10)": Method(CoreSet(), _FV),
+    "FVAAL_rand+FV-Adv(10)": Method(Mixture(), _FV),
+    # beyond the paper: rank by a certified radius instead of an attack's
+    "CertifiedRadius-No-Adv": Method(CertifiedRadius()),
+    "CertifiedRadius+FV-Adv(10)": Method(CertifiedRadius(), _FV),
+}
+"""Every named method; each key is its method's derived ``name`` (a test checks)."""
 
-
-_PROVIDERS: list[Callable[[int], dict[str, Method]]] = [lambda k: _baselines()]
-
-
-def add_provider(provider: Callable[[int], dict[str, Method]]) -> None:
-    """Let a module that defines further strategies or augmenters add its paper methods."""
-    _PROVIDERS.append(provider)
-
-
-def registry(k: int = 10) -> dict[str, Method]:
-    """Every named method, paper names as keys (``k`` = adversarial examples per query)."""
-    _load_extensions()
-    out: dict[str, Method] = {}
-    for provider in _PROVIDERS:
-        out.update(provider(k))
-    return out
+_WITH_K = re.compile(r"(?P<base>.+)\((?P<k>\d+)\)")
 
 
 def method_names() -> list[str]:
-    return list(registry())
+    return list(REGISTRY)
 
 
-def get(name: str, k: int = 10) -> Method:
-    """The method registered under exactly ``name``.
+def get(name: str) -> Method:
+    """The method called exactly ``name``.
+
+    A registry name, or a registry method with another k written into its name: the
+    registry has ``"Random+FV-Adv(10)"``, so ``"Random+FV-Adv(3)"`` is that method with
+    ``k = 3`` (and ``"FVAAL+FV-Adv(5)"`` is FVAAL with ``k = 5``). The match is exact:
+    the candidate's own derived name must equal ``name``.
 
     Raises:
-        ValueError: unknown name; the message lists the valid ones.
+        ValueError: unknown name; the message suggests close names and lists the rest.
     """
-    methods = registry(k)
-    if name not in methods:
-        raise ValueError(
-            f"unknown method {name!r}; choose one of: {', '.join(methods)}"
-        )
-    return methods[name]
-
-
-def _load_extensions() -> None:
-    # Modules that register methods on import; imported lazily so this module stays light.
-    import importlib
-
-    for mod in ("dalv.adversarial", "dalv.verify.augment"):
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-        else:
-            _register_extension(module)
-
-
-_EXTENSIONS: set[str] = set()
-
-
-def _register_extension(module: Any) -> None:
-    """Register, once, what an extension module below this one in the layering offers.
-
-    Such a module cannot import ``dalv.methods``, so it exposes plain hooks instead:
-    ``SERIALISABLE`` (dataclasses for ``register_type``) and ``paper_compositions(k) ->
-    {paper name: (strategy, augmenter)}`` (added to the registry under those names).
-    """
-    if module.__name__ in _EXTENSIONS:
-        return
-    _EXTENSIONS.add(module.__name__)
-    for cls in getattr(module, "SERIALISABLE", ()):
-        register_type(cls)
-    compose = getattr(module, "paper_compositions", None)
-    if compose is not None:
-        add_provider(
-            lambda k: {
-                name: Method(strategy, augmenter, label=name)
-                for name, (strategy, augmenter) in compose(k).items()
-            }
-        )
+    if name in REGISTRY:
+        return REGISTRY[name]
+    m = _WITH_K.fullmatch(name)
+    if m and int(m["k"]) >= 1:
+        for method in REGISTRY.values():
+            other = method.with_k(int(m["k"]))
+            if other.name == name:
+                return other
+    lower = {n.lower(): n for n in REGISTRY}
+    close = difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)
+    close = [lower[c] for c in close]
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise ValueError(
+        f"unknown method {name!r}.{hint} Choose one of: {', '.join(REGISTRY)} "
+        "(any k in parentheses, e.g. 'Random+FV-Adv(3)'; names are case-sensitive)"
+    )
 
 
 # ------------------------------------------------------------------ (de)serialisation
 
-_TYPES: dict[str, type] = {}
+_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        Random,
+        Entropy,
+        Margin,
+        BADGE,
+        CoreSet,
+        DeepFoolDistance,
+        FGSMDistance,
+        Mixture,
+        CertifiedRadius,
+        NoAugment,
+        OwnAdv,
+        FGSMAdv,
+        FVAdv,
+        LirpaVerifier,
+        MarabouVerifier,
+        Property,
+        Budget,
+        Schedule,
+    )
+}
+"""Every dataclass a stored method may contain, by class name."""
 
 
 def register_type(cls: type) -> type:
-    """Make a dataclass (de)serialisable by its class name. Usable as a decorator."""
+    """Make a further dataclass (a user's strategy, augmenter or verifier) storable.
+    Usable as a decorator."""
     _TYPES[cls.__name__] = cls
     return cls
 
 
-for _cls in (Random, Entropy, Margin, BADGE, CoreSet, NoAugment):
-    register_type(_cls)
-
-
 def _encode(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        if type(obj).__name__ not in _TYPES:
+        if _TYPES.get(type(obj).__name__) is not type(obj):
             raise TypeError(
-                f"{type(obj).__name__} is not registered with register_type"
+                f"{type(obj).__name__} is not registered with "
+                "dalv.methods.register_type"
             )
         d = {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
         return {"type": type(obj).__name__, **d}
@@ -198,10 +228,11 @@ def _decode(obj: Any) -> Any:
 
 
 def method_to_dict(method: Method) -> dict[str, Any]:
-    """JSON-ready fields of a method: ``{"label", "strategy": {...}, "augmenter": {...}}``."""
-    _load_extensions()
+    """JSON-ready fields of a method: ``{"name", "strategy": {...}, "augmenter":
+    {...}}`` (``name`` is for people reading the file; it is derived again when read
+    back)."""
     return {
-        "label": method.label,
+        "name": method.name,
         "strategy": _encode(method.strategy),
         "augmenter": _encode(method.augmenter),
     }
@@ -209,5 +240,4 @@ def method_to_dict(method: Method) -> dict[str, Any]:
 
 def method_from_dict(d: dict[str, Any]) -> Method:
     """Inverse of ``method_to_dict``."""
-    _load_extensions()
-    return Method(_decode(d["strategy"]), _decode(d["augmenter"]), d.get("label"))
+    return Method(_decode(d["strategy"]), _decode(d["augmenter"]))

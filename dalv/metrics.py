@@ -21,11 +21,11 @@ __all__ = [
 
 
 def aubc(acc: np.ndarray | list[float]) -> float:
-    """Normalised area under the budget curve (spec §7).
+    """Normalised area under the budget curve (protocol §5).
 
     Trapezoid rule over the cycle index 0..T−1, divided by T−1: the area with the x-axis
-    rescaled to [0, 1]. Because label counts are affine in the cycle index, using them as x
-    gives the same value. A single-cycle curve has AUBC equal to its one accuracy.
+    rescaled to [0, 1]. Because label counts are affine in the cycle index, using them
+    as x gives the same value. A single-cycle curve has AUBC equal to its one accuracy.
     """
     y = np.asarray(acc, dtype=np.float64)
     if y.ndim != 1 or len(y) == 0:
@@ -60,8 +60,8 @@ def per_seed(table: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
 def summarize(table: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """Per method: AUBC and final accuracy as mean ± std over seeds, sorted by AUBC.
 
-    AUBC here is the mean of per-seed AUBCs, which equals the AUBC of the mean curve (the
-    paper's way, spec §7) because AUBC is linear in the curve.
+    AUBC here is the mean of per-seed AUBCs, which equals the AUBC of the mean curve
+    (the paper's way, protocol §5) because AUBC is linear in the curve.
     """
     ps = per_seed(table, metric)
     out = ps.groupby("method", sort=False).agg(
@@ -94,7 +94,8 @@ def paired_wins(
 
 
 def pairwise_distance_stats(feats: np.ndarray) -> dict[str, float]:
-    """Statistics of all pairwise Euclidean distances between rows (the diversity measure).
+    """Statistics of all pairwise Euclidean distances between rows (the diversity
+    measure).
 
     Shapes:
         feats [n, d].
@@ -136,8 +137,8 @@ def within_group_distance_stats(
     """``pairwise_distance_stats`` over the pairs that share a group only (e.g. the
     adversarial examples of one queried image), pooled over groups.
 
-    FGSM-Adv's examples of one image lie on one ray, FV-Adv's spread through the box: the
-    spread *within* an image shows the difference that distances across images hide.
+    FGSM-Adv's examples of one image lie on one ray, FV-Adv's spread through the box:
+    the spread *within* an image shows the difference that distances across images hide.
 
     Shapes:
         feats [n, d]; groups [n] (any labels).

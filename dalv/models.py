@@ -1,10 +1,11 @@
 """Classifiers.
 
-Owns ``mlp``, ``cnn``, ``build``, ``embed`` (penultimate features) and ``resolve_device``.
-May import torch and ``dalv.config``.
+Owns ``mlp``, ``cnn``, ``build``, ``embed`` (penultimate features), ``resolve_device``
+and ``model_device`` / ``model_dtype`` (the one place a model's device is read). May
+import torch and ``dalv.config``.
 
-Models are plain ``nn.Sequential`` so that gradient attacks, auto_LiRPA and Marabou all read
-the very same object. The last layer is a bias-free ``Linear`` producing logits.
+Models are plain ``nn.Sequential`` so that gradient attacks, auto_LiRPA and Marabou all
+read the very same object. The last layer is a bias-free ``Linear`` producing logits.
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ from torch import Tensor, nn
 
 from dalv.config import ModelConfig
 
-__all__ = ["mlp", "cnn", "build", "embed", "resolve_device", "glorot_init_"]
+__all__ = [
+    "mlp",
+    "cnn",
+    "build",
+    "embed",
+    "resolve_device",
+    "model_device",
+    "model_dtype",
+    "glorot_init_",
+]
 
 
 def glorot_init_(
     model: nn.Module, generator: torch.Generator | None = None
 ) -> nn.Module:
-    """Keras' defaults (Glorot-uniform weights, zero biases), as the reference code trains."""
+    """Keras' defaults (Glorot-uniform weights, zero biases), as the reference code
+    trains."""
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             fan_in = m.weight[0].numel()
@@ -93,7 +104,8 @@ def build(
 
 
 def embed(model: nn.Sequential, x: Tensor) -> Tensor:
-    """Penultimate features: everything but the last layer (the MLP's hidden ReLU output).
+    """Penultimate features: everything but the last layer (the MLP's hidden ReLU
+    output).
 
     Shapes:
         x [B, *shape] → [B, hidden].
@@ -110,3 +122,18 @@ def resolve_device(device: str = "auto") -> torch.device:
             "device 'cuda' requested but no CUDA GPU is visible; use --device cpu"
         )
     return torch.device(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for parameter-free models)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating parameter (torch's default otherwise)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()

@@ -1,10 +1,10 @@
 """The paper's published per-cycle accuracies, shipped as package data.
 
 Owns ``paper_table`` and the map from the reference code's column names to paper names
-(spec §6.6). May import pandas and the standard library.
+(protocol §6). May import pandas and the standard library.
 
-The CSVs in ``dalv/paper_results`` are the reference repository's ``results/tables``: one
-5-seed average file and five per-seed files per dataset, 20 rows = cycles 0..19.
+The CSVs in ``dalv/paper_results`` are the reference repository's ``results/tables``:
+one 5-seed average file and five per-seed files per dataset, 20 rows = cycles 0..19.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _QUERY = {
     "mnist": 50,
     "fashion_mnist": 50,
     "cifar10": 1000,
-}  # n = n_init per cycle (spec §11.2)
+}  # n = n_init per cycle (protocol §9)
 
 
 def _column_names() -> dict[str, str]:
@@ -86,7 +86,7 @@ FIGURE_METHODS = {
     ],
     "no_advs": ["FVAAL-No-Adv", "DFAL-No-Adv", "BADGE", "Random"],
 }
-"""The methods of the paper's two figures per dataset (spec §6.6)."""
+"""The methods of the paper's two figures per dataset (protocol §6)."""
 
 
 def _read(name: str) -> pd.DataFrame:
@@ -95,11 +95,12 @@ def _read(name: str) -> pd.DataFrame:
 
 
 def paper_table(dataset: str, per_seed: bool = False) -> pd.DataFrame:
-    """The paper's curves as a tidy table like dalv's (method, seed, cycle, n_labeled, test_acc).
+    """The paper's curves as a tidy table like dalv's (method, seed, cycle, n_labeled,
+    test_acc).
 
     Args:
-        dataset: ``mnist``, ``fashion_mnist``, ``cifar10`` (``mnist5k`` and ``digits`` map
-            to MNIST for comparison).
+        dataset: ``mnist``, ``fashion_mnist``, ``cifar10`` (``mnist5k`` and ``digits``
+            map to MNIST for comparison).
         per_seed: the five per-seed files (12 methods, seeds 0–4) instead of the 5-seed
             averages (all methods, ``seed`` = -1).
     """

@@ -1,9 +1,10 @@
 """Fitting and evaluating models.
 
-Owns ``fit``, ``predict_logits``, ``evaluate``. May import torch, numpy, ``dalv.config``.
+Owns ``fit``, ``predict_logits``, ``evaluate``. May import torch, ``dalv.config``,
+``dalv.models``.
 
-Everything is seeded through an explicit ``torch.Generator``: the same seed, data and device
-give the same weights.
+Everything is seeded through an explicit ``torch.Generator``: the same seed, data and
+device give the same weights.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dalv.config import TrainConfig
+from dalv.models import model_device
 
 __all__ = ["fit", "predict_logits", "evaluate"]
 
@@ -22,8 +24,8 @@ def fit(
 ) -> nn.Module:
     """Train ``model`` in place with Adam and cross-entropy on logits; returns it.
 
-    A fresh optimiser every call (as the reference code compiles one per cycle); batches are
-    reshuffled each epoch by a generator seeded with ``seed``.
+    A fresh optimiser every call (as the reference code compiles one per cycle); batches
+    are reshuffled each epoch by a generator seeded with ``seed``.
 
     Shapes:
         x [N, *input_shape] on any device (moved to the model's); y [N] int64.
@@ -32,7 +34,7 @@ def fit(
         raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
     if len(x) == 0:
         raise ValueError("cannot fit on an empty training set")
-    device = next(model.parameters()).device
+    device = model_device(model)
     x, y = x.to(device), y.to(device)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -57,7 +59,7 @@ def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tenso
     Shapes:
         x [N, *input_shape] → [N, n_classes] on the model's device.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     model.eval()
     out = [
         model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)

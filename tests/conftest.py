@@ -52,7 +52,8 @@ def pool(digits):
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """One intra-op thread for modules of tiny tensor ops (far faster on a shared machine)."""
+    """One intra-op thread for modules of tiny tensor ops (far faster on a shared
+    machine)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

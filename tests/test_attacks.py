@@ -1,4 +1,5 @@
-"""dalv.attacks: FGSM, PGD, DeepFool and the minimal-FGSM-ε search, on a tiny digits MLP."""
+"""dalv.attacks: FGSM, PGD, DeepFool and the minimal-FGSM-ε search, on a tiny digits
+MLP."""
 
 import numpy as np
 import pytest
@@ -167,7 +168,8 @@ def test_deepfool_changes_the_class(net, x_real):
 
 
 def _deepfool_reference(model, x1, max_iter=20, overshoot=0.02):
-    """Spec §5.5 for one input, one class at a time (no batching, no Jacobian tricks)."""
+    """Spec §5.5 for one input, one class at a time (no batching, no Jacobian
+    tricks)."""
     k = int(_pred(model, x1))
     r = torch.zeros_like(x1)
     for _ in range(max_iter):

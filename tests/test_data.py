@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dalv
-from dalv.data import ActivePool, DatasetNotFoundError, flatten, load
+from dalv.data import ActivePool, DatasetNotFoundError, load
 
 
 def test_digits_and_mnist5k_are_real_and_in_unit_range():
@@ -30,10 +30,6 @@ def test_digits_and_mnist5k_are_real_and_in_unit_range():
 def test_mnist5k_split_is_fixed():
     a, b = load("mnist5k"), load("mnist5k")
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
-
-
-def test_flatten():
-    assert flatten(torch.zeros(3, 1, 8, 8)).shape == (3, 64)
 
 
 def test_unknown_dataset_lists_choices():

@@ -53,12 +53,32 @@ def test_same_seed_same_table(digits, small_cfg):
 
 
 def test_methods_share_the_initial_set(digits, small_cfg):
-    from dalv.loop import initial_state
+    from dalv.loop import start
 
-    i1, m1 = initial_state(digits, small_cfg, 0, torch.device("cpu"))
-    i2, m2 = initial_state(digits, small_cfg, 0, torch.device("cpu"))
-    np.testing.assert_array_equal(i1, i2)
-    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+    s1, s2 = start(digits, small_cfg, 0), start(digits, small_cfg, 0)
+    np.testing.assert_array_equal(s1.pool.labeled_idx, s2.pool.labeled_idx)
+    pairs = zip(s1.theta_init.parameters(), s2.theta_init.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    s3 = start(digits, small_cfg, 1)
+    assert not np.array_equal(s1.pool.labeled_idx, s3.pool.labeled_idx)
+
+
+def test_run_is_run_cycle_repeated(digits, small_cfg):
+    from dalv.loop import run_cycle, start
+
+    table = run(get("BADGE+FGSM-Adv(3)"), digits, small_cfg, seed=0, progress=False)
+    state = start(digits, small_cfg, 0)
+    records = [
+        run_cycle(state, get("BADGE+FGSM-Adv(3)"), small_cfg, seed=0)
+        for _ in range(small_cfg.n_cycles)
+    ]
+    assert [r.test_acc for r in records] == table.test_acc.tolist()
+    assert [len(r.added) for r in records] == table.n_adv_new.tolist()
+    assert (
+        state.cycle == 3
+        and state.pool.n_labeled == 50
+        and len(state.bank) == sum(len(r.added) for r in records)
+    )
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path, digits, small_cfg):
@@ -96,7 +116,7 @@ def test_finished_run_is_skipped(tmp_path, digits, small_cfg, monkeypatch):
 def test_folder_of_another_config_is_refused(tmp_path, digits, small_cfg):
     run(get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False)
     before = (tmp_path / "results.csv").read_bytes()
-    with pytest.raises(CheckpointError, match="different configuration"):
+    with pytest.raises(CheckpointError, match="another configuration"):
         run(
             get("Random"),
             digits,
@@ -106,6 +126,51 @@ def test_folder_of_another_config_is_refused(tmp_path, digits, small_cfg):
             progress=False,
         )
     assert (tmp_path / "results.csv").read_bytes() == before
+
+
+def test_a_finished_run_extends_to_more_cycles(tmp_path, digits, small_cfg):
+    short = run(
+        get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False
+    )
+    longer = small_cfg.replace(n_cycles=5)
+    ext = run(get("Random"), digits, longer, seed=0, out_dir=tmp_path, progress=False)
+    fresh = run(get("Random"), digits, longer, seed=0, progress=False)
+    assert ext.test_acc.tolist()[:3] == short.test_acc.tolist()
+    assert ext.test_acc.tolist() == fresh.test_acc.tolist()
+
+
+def test_another_config_names_the_changed_setting(tmp_path, digits, small_cfg):
+    run(get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False)
+    with pytest.raises(
+        CheckpointError, match=r"experiment\.budget \(10 there, 5 now\)"
+    ):
+        run(
+            get("Random"),
+            digits,
+            small_cfg.replace(budget=5),
+            seed=0,
+            out_dir=tmp_path,
+            progress=False,
+        )
+
+
+def test_corrupt_init_checkpoint_is_recomputed_without_losing_cycles(
+    tmp_path, digits, small_cfg
+):
+    first = run(
+        get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False
+    )
+    init = tmp_path / "checkpoints" / "init.pt"
+    init.write_bytes(b"garbage")
+    with pytest.raises(
+        CheckpointError, match="init.pt.*Delete it.*finished cycles are kept"
+    ):
+        run(get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False)
+    init.unlink()  # as the message says
+    again = run(
+        get("Random"), digits, small_cfg, seed=0, out_dir=tmp_path, progress=False
+    )
+    pd.testing.assert_frame_equal(first, again)
 
 
 def test_corrupt_checkpoint_says_what_to_delete(tmp_path, digits, small_cfg):

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from dalv.models import model_dtype
-from dalv.verify.marabou_worker import MarabouTask, solve_task
+from dalv.verify.marabou_query import MarabouTask
+from dalv.verify.marabou_worker import solve_task
 from dalv.verify.network import affine_relu_layers
 from dalv.verify.property import Property, recheck, winner_runner_up
 from dalv.verify.results import SearchResult, SearchStats, Status

@@ -1,9 +1,9 @@
 """The Marabou input query of one solver call, built directly with ``MarabouCore``.
 
-Owns: ``Box`` (the clipped box in numpy, with inward-rounded witness corners),
-``build_query`` and the exclusion disjunctions; may import: numpy, the standard library,
-``dalv.verify.box`` (its numpy path), ``dalv.verify.marabou_worker`` (for type hints
-only), ``maraboupy`` (inside ``build_query``).
+Owns: ``MarabouTask`` (one input's question, numpy only), ``Box`` (the clipped box in
+numpy, with inward-rounded witness corners), ``build_query`` and the exclusion
+disjunctions; may import: numpy, the standard library, ``dalv.verify.{box, property,
+verifier}``, ``maraboupy`` (inside ``build_query``).
 
 The query (no ONNX round trip):
 
@@ -24,16 +24,52 @@ The query (no ONNX round trip):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from dalv.verify.box import clip_box, round_down, round_up
+from dalv.verify.property import Property
+from dalv.verify.verifier import Schedule
 
-if TYPE_CHECKING:
-    from dalv.verify.marabou_worker import MarabouTask
+__all__ = ["Box", "MarabouTask", "Weights", "build_query"]
 
-__all__ = ["Box", "build_query"]
+Weights = list[tuple[np.ndarray, np.ndarray, bool]]
+
+
+@dataclass(frozen=True)
+class MarabouTask:
+    """Everything one input's solver loop needs (picklable, no torch tensors).
+
+    Attributes:
+        weights: Per affine layer ``(W [n_out, n_in], b [n_out], relu)``, float64.
+        x: The input, flattened, float64.
+        eps: Box radius.
+        witness_dtype: numpy dtype name of the witnesses (the model's dtype).
+        c1: Winner class.
+        rivals: Classes that may beat ``c1`` (``Property.rivals``).
+        exclude: Earlier counterexamples ``[n, d]`` (float64).
+        k: Counterexamples wanted.
+        prop: The property.
+        deadline: ``time.monotonic()`` instant at which the whole call ends (``None``:
+            no limit). The monotonic clock is system-wide on the platforms that fork,
+            so every worker reads the same instant.
+        max_calls: Solver calls allowed (``Budget.work``; ``None``: no limit).
+        schedule: Radius growth after a proof (``None``: no growth).
+    """
+
+    weights: Weights
+    x: np.ndarray
+    eps: float
+    witness_dtype: str
+    c1: int
+    rivals: list[int]
+    exclude: np.ndarray
+    k: int
+    prop: Property
+    deadline: float | None = None
+    max_calls: int | None = None
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)

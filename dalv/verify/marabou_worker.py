@@ -1,6 +1,6 @@
 """What runs in a Marabou worker: the paper's solver loop for one input.
 
-Owns: ``MarabouTask``, ``MarabouOutcome``, ``solve_task`` (and the witness check it
+Owns: ``MarabouOutcome``, ``solve_task`` (and the witness check it
 uses); may import: numpy, the standard library, ``dalv.verify.{marabou_query, property,
 verifier}`` (numpy paths only), ``maraboupy`` (inside the functions that need it).
 
@@ -28,52 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from dalv.verify.marabou_query import Box, build_query
-from dalv.verify.property import Property, satisfies
-from dalv.verify.verifier import Schedule
+from dalv.verify.marabou_query import Box, MarabouTask, Weights, build_query
+from dalv.verify.property import satisfies
 
 __all__ = ["MarabouTask", "MarabouOutcome", "solve_task"]
 
 _MARGIN_STRICT = 1e-4
 _DELTA_STRICT = 2e-5
 _LOOSE = 1e-6
-
-Weights = list[tuple[np.ndarray, np.ndarray, bool]]
-
-
-@dataclass(frozen=True)
-class MarabouTask:
-    """Everything one input's solver loop needs (picklable, no torch tensors).
-
-    Attributes:
-        weights: Per affine layer ``(W [n_out, n_in], b [n_out], relu)``, float64.
-        x: The input, flattened, float64.
-        eps: Box radius.
-        witness_dtype: numpy dtype name of the witnesses (the model's dtype).
-        c1: Winner class.
-        rivals: Classes that may beat ``c1`` (``Property.rivals``).
-        exclude: Earlier counterexamples ``[n, d]`` (float64).
-        k: Counterexamples wanted.
-        prop: The property.
-        deadline: ``time.monotonic()`` instant at which the whole call ends (``None``:
-            no limit). The monotonic clock is system-wide on the platforms that fork,
-            so every worker reads the same instant.
-        max_calls: Solver calls allowed (``Budget.work``; ``None``: no limit).
-        schedule: Radius growth after a proof (``None``: no growth).
-    """
-
-    weights: Weights
-    x: np.ndarray
-    eps: float
-    witness_dtype: str
-    c1: int
-    rivals: list[int]
-    exclude: np.ndarray
-    k: int
-    prop: Property
-    deadline: float | None = None
-    max_calls: int | None = None
-    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)

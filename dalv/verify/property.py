@@ -1,4 +1,4 @@
-"""The paper's counterexample property (spec section 6.4): its statement and exact test.
+"""The paper's counterexample property (protocol §4.4): its statement and exact test.
 
 Owns: ``Property`` (with ``Target``, ``Separation``), ``winner_runner_up``,
 ``spec_matrix``, ``spec_margin``, the one separation test (``pairwise_separated``,

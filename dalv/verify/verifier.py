@@ -5,12 +5,12 @@ may import: torch, the standard library, ``dalv.models``, ``dalv.verify.{box, ne
 property, results}`` (``Property`` lives in ``dalv.verify.property`` and is re-exported
 here).
 
-Every backend answers the paper's question (spec §6.4) for a batch of inputs: inside the
-box ``max(0, x - eps) <= x' <= min(1, x + eps)``, find up to ``k`` points ``x'`` that
-satisfy the output property and keep away from earlier counterexamples, or prove that
-none (or no more) exist. A backend is a frozen dataclass whose fields are its own knobs;
-what is asked (``Property``), how much may be spent (``Budget``) and how the box grows
-(``Schedule``) are arguments, the same for every backend.
+Every backend answers the paper's question (protocol §4.4) for a batch of inputs: inside
+the box ``max(0, x - eps) <= x' <= min(1, x + eps)``, find up to ``k`` points ``x'``
+that satisfy the output property and keep away from earlier counterexamples, or prove
+that none (or no more) exist. A backend is a frozen dataclass whose fields are its own
+knobs; what is asked (``Property``), how much may be spent (``Budget``) and how the box
+grows (``Schedule``) are arguments, the same for every backend.
 
 Example:
     >>> from dalv.verify import LirpaVerifier, Property
