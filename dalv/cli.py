@@ -1,74 +1,150 @@
-"""Command line: ``python -m dalv run | reproduce | download``.
+"""Command line: ``dalv run | reproduce | download`` (also ``python -m dalv ...``).
 
-Owns argument parsing and the one-line error contract: bad input exits with status 2 and a
-single ``dalv: error: ...`` line naming the valid choices; nothing already written is
-touched. May import every dalv module.
+Owns argument parsing, the names of the verifier backends (``VERIFIERS``: the only place
+a backend is chosen by name) and the one-line error contract: bad input exits with
+status 2 and a single ``dalv: error: ...`` line saying what to do, found before any work
+starts; nothing already written is touched. May import every dalv module.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
+import textwrap
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "VERIFIERS"]
+
+from dalv.verify import LirpaVerifier, MarabouVerifier, Verifier
 
 log = logging.getLogger("dalv")
 
 
-def _epilog() -> str:
-    from dalv.data import DATASETS
-    from dalv.methods import method_names
+VERIFIERS: dict[str, type[Verifier]] = {
+    "lirpa": LirpaVerifier,
+    "marabou": MarabouVerifier,
+}
+"""The verifier backends by their command-line names."""
 
-    return (
-        "datasets: "
-        + ", ".join(DATASETS)
-        + "\nmethods:  "
-        + ", ".join(method_names())
-        + "\n(method names are matched exactly, ignoring case; quote names with spaces"
-        " or parentheses)"
-    )
+
+VERIFIER_HELP = (
+    "lirpa: batched branch and bound with CROWN bounds and a PGD falsifier (GPU when "
+    "present); marabou: the complete solver the paper used, far slower"
+)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (where it has one) and keeps the epilogs' layout."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS)
+        if shown and action.option_strings and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as one ``dalv: error: ...`` line (exit status 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        hint = f" (see {self.prog} --help)"
+        self.exit(2, f"dalv: error: {' '.join(message.split())}{hint}\n")
 
 
 def _seeds(text: str) -> list[int]:
-    """``"0-4"`` → [0..4]; ``"0,2,5"`` → [0, 2, 5]."""
+    """``"0-4"`` → [0..4]; ``"0,2,5"`` → [0, 2, 5]; no negatives, no repeats."""
+    bad = f"invalid seeds {text!r}; use e.g. 0, 0-4 or 0,2,5 (seeds are >= 0)"
+    out: list[int] = []
     try:
-        out: list[int] = []
         for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                a, b = part.split("-", 1)
-                out.extend(range(int(a), int(b) + 1))
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = (int(v) for v in part.split("-", 1))
+                if b < a:
+                    raise argparse.ArgumentTypeError(
+                        f"invalid seed range {part!r}: the end is below the start "
+                        f"(did you mean {b}-{a}?)"
+                    )
+                out.extend(range(a, b + 1))
             else:
                 out.append(int(part))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid seeds {text!r}; use e.g. 0, 0-4 or 0,2,5"
-        )
+        raise argparse.ArgumentTypeError(bad) from None
+    if any(s < 0 for s in out):
+        raise argparse.ArgumentTypeError(bad)
+    if len(set(out)) != len(out):
+        dup = sorted({s for s in out if out.count(s) > 1})
+        raise argparse.ArgumentTypeError(f"seed(s) {dup} given twice in {text!r}")
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m dalv",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def _positive(name: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+        return v
+
+    return parse
+
+
+def _run_epilog() -> str:
+    from dalv.data import DATASETS
+    from dalv.methods import method_names
+
+    def wrap(items):
+        return textwrap.fill(
+            ", ".join(items), 86, initial_indent="  ", subsequent_indent="  "
+        )
+
+    return (
+        f"datasets:\n{wrap(DATASETS)}\n\nmethods (exact names; any k in parentheses, "
+        f"e.g. 'Random+FV-Adv(3)'):\n{wrap(method_names())}\n\nexample:\n"
+        "  dalv run --dataset digits --method Random BADGE --seeds 0-2"
     )
-    sub = p.add_subparsers(dest="command", required=True)
+
+
+def _reproduce_epilog() -> str:
+    from dalv.reproduce import PRESETS
+
+    lines = [f"  {name:<22} {p.description}" for name, p in PRESETS.items()]
+    return "presets:\n" + "\n".join(lines)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    from dalv.version import __version__
+
+    prog = prog or _prog()
+    p = _Parser(
+        prog=prog,
+        description="dalv: deep active learning with formal verification "
+        "(Spiegelman, Amir & Katz, 2025).",
+    )
+    p.add_argument("--version", action="version", version=f"dalv {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser(
         "run",
         help="run methods × seeds on one dataset",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_epilog(),
+        description="Run active learning for every method × seed. Finished cycles are\n"
+        "read back, so rerunning resumes (or extends a run to more --cycles).",
+        formatter_class=_Formatter,
+        epilog=_run_epilog(),
     )
-    r.add_argument("--dataset", default="mnist5k")
+    r.add_argument("--dataset", default="mnist5k", help="a dataset name (below)")
     r.add_argument(
         "--method",
         nargs="+",
         default=["Random"],
         metavar="NAME",
-        help="one or more method names (see below)",
+        help="one or more method names (below); quote names with parentheses",
     )
     r.add_argument(
         "--seed",
@@ -76,59 +152,106 @@ def build_parser() -> argparse.ArgumentParser:
         dest="seeds",
         type=_seeds,
         default=[0],
-        help="seed(s): 0, 0-2 or 0,3 (default 0)",
+        help="seed(s): 0, 0-2 or 0,3",
     )
-    r.add_argument("--cycles", type=int, default=20)
-    r.add_argument("--budget", type=int, default=50, help="examples queried per cycle")
-    r.add_argument("--initial", type=int, default=50, help="initial labelled set size")
+    r.add_argument(
+        "--cycles", type=_positive("--cycles"), default=20, help="acquisition cycles"
+    )
+    r.add_argument(
+        "--budget",
+        type=_positive("--budget"),
+        default=50,
+        help="examples queried per cycle",
+    )
+    r.add_argument(
+        "--initial",
+        type=_positive("--initial"),
+        default=50,
+        help="initial labelled set size",
+    )
     r.add_argument(
         "--candidates",
         type=int,
         default=10_000,
-        help="candidates scored per cycle (0 = all unlabelled)",
+        help="unlabelled examples scored per cycle (0 = all)",
     )
-    r.add_argument("--k", type=int, default=10, help="adversarial examples per query")
     r.add_argument(
         "--verifier",
-        choices=["lirpa", "marabou"],
-        default="lirpa",
-        help="backend of the FV-Adv methods (lirpa: batched branch and bound; "
-        "marabou: the paper's complete solver, far slower)",
+        choices=sorted(VERIFIERS),
+        default=None,
+        help="verifier of the FV-Adv methods (default: the method's own); "
+        + VERIFIER_HELP,
     )
-    r.add_argument("--protocol", choices=["paper", "clean"], default="paper")
-    r.add_argument("--arch", choices=["mlp", "cnn"], default="mlp")
-    r.add_argument("--hidden", type=int, default=128)
-    r.add_argument("--epochs", type=int, default=10)
-    r.add_argument("--batch-size", type=int, default=32)
-    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument(
+        "--protocol",
+        choices=["paper", "clean"],
+        default="paper",
+        help="paper: retrain from θ_init on acquired + adversarial examples; "
+        "clean: fresh initialisation on every labelled example",
+    )
+    r.add_argument(
+        "--arch",
+        choices=["mlp", "cnn"],
+        default="mlp",
+        help="mlp: the paper's network; cnn: a small convolutional one",
+    )
+    r.add_argument(
+        "--hidden", type=_positive("--hidden"), default=128, help="hidden-layer width"
+    )
+    r.add_argument(
+        "--epochs",
+        type=_positive("--epochs"),
+        default=10,
+        help="training epochs per cycle",
+    )
+    r.add_argument(
+        "--batch-size",
+        type=_positive("--batch-size"),
+        default=32,
+        help="training mini-batch size",
+    )
+    r.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     r.add_argument(
         "--device", default="auto", help="auto (CUDA when present), cpu or cuda"
     )
     r.add_argument(
-        "--data-root", default=None, help="dataset cache (default $DALV_DATA)"
+        "--data-root",
+        default=None,
+        help="dataset cache (default: $DALV_DATA or ~/.cache/dalv)",
     )
-    r.add_argument("--out", default=None, help="output folder (default runs/<dataset>)")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument(
+        "--out", default=None, help="output folder (default: runs/<dataset>)"
+    )
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    rep = sub.add_parser("reproduce", help="run a preset grid and render its report")
-    rep.add_argument("--preset", required=True)
-    rep.add_argument("--seeds", type=_seeds, default=None)
-    rep.add_argument(
-        "--out", default=None, help="report folder (default reports/<preset>)"
+    rep = sub.add_parser(
+        "reproduce",
+        help="run a preset grid and render its report",
+        description="Run (or resume) a preset grid of cells, one process per core,\n"
+        "then render its HTML report; a finished grid is only re-rendered.",
+        formatter_class=_Formatter,
+        epilog=_reproduce_epilog(),
     )
-    rep.add_argument("--runs", default=None, help="run folder (default runs/<preset>)")
+    rep.add_argument("--preset", required=True, help="a preset name (below)")
+    rep.add_argument(
+        "--seeds", type=_seeds, default=None, help="override the preset's seeds"
+    )
+    rep.add_argument(
+        "--out", default=None, help="report folder (default: reports/<preset>)"
+    )
+    rep.add_argument("--runs", default=None, help="run folder (default: runs/<preset>)")
     rep.add_argument(
         "--jobs",
-        type=int,
+        type=_positive("--jobs"),
         default=None,
-        help="cells run in parallel (default: one per CPU core, one thread each)",
+        help="cells run side by side (default: one per CPU core)",
     )
     rep.add_argument(
         "--executor",
         choices=["local", "slurm"],
         default="local",
-        help="local processes, or a Slurm job array through submitit (--runs "
-        "must then be on a folder the nodes share)",
+        help="local processes, or a Slurm job array through submitit "
+        "(--runs must then be on a folder the nodes share)",
     )
     rep.add_argument(
         "--slurm-arg",
@@ -138,48 +261,89 @@ def build_parser() -> argparse.ArgumentParser:
         help="a submitit/sbatch parameter, repeatable: partition=gpu, "
         "account=lab, gpus_per_node=1, timeout_min=600, mem_gb=16",
     )
-    rep.add_argument("--data-root", default=None)
+    rep.add_argument(
+        "--data-root",
+        default=None,
+        help="dataset cache (default: $DALV_DATA or ~/.cache/dalv)",
+    )
     rep.add_argument(
         "--verifier",
-        choices=["lirpa", "marabou"],
+        choices=sorted(VERIFIERS),
         default=None,
-        help="backend of the FV-Adv methods (default: the preset's, lirpa)",
+        help="verifier of the FV-Adv methods (default: the preset's); " + VERIFIER_HELP,
     )
-    rep.add_argument("--device", default="auto")
+    rep.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
-    d = sub.add_parser("download", help="fetch a torchvision dataset into the cache")
-    d.add_argument("dataset")
-    d.add_argument("--root", default=None)
+    from dalv.data import DATASETS, EMBEDDED
+
+    d = sub.add_parser(
+        "download",
+        help="fetch a dataset into the cache",
+        description="Download a torchvision dataset into the cache folder (needs "
+        "internet).\n" + " and ".join(EMBEDDED) + " ship with their Python packages.",
+        formatter_class=_Formatter,
+    )
+    d.add_argument(
+        "dataset",
+        choices=list(DATASETS),
+        metavar="DATASET",
+        help="one of: " + ", ".join(DATASETS),
+    )
+    d.add_argument(
+        "--root",
+        default=None,
+        help="cache folder (default: $DALV_DATA or ~/.cache/dalv)",
+    )
     return p
 
 
-def _resolve_methods(names: list[str], k: int):
-    from dalv.methods import registry
+def _prog() -> str:
+    """``dalv`` when run as the console script, ``python -m dalv`` otherwise."""
+    return "dalv" if Path(sys.argv[0]).name == "dalv" else "python -m dalv"
 
-    reg = registry(k)
-    lower = {n.lower(): n for n in reg}
-    out = []
-    for n in names:
-        key = n if n in reg else lower.get(n.lower())
-        if key is None:
-            raise ValueError(f"unknown method {n!r}; choose one of: {', '.join(reg)}")
-        out.append(reg[key])
-    return out
+
+def _check_writable(folder: str | os.PathLike, flag: str) -> Path:
+    """Fail now, before any work, if ``folder`` cannot hold output."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder; choose a folder")
+    probe_dir = path
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    try:
+        with tempfile.TemporaryFile(dir=probe_dir):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"{flag} {path} is not writable ({e.strerror}); choose another folder"
+        ) from None
+    return path
+
+
+def _check_device(device: str) -> None:
+    from dalv.models import resolve_device
+
+    try:
+        resolve_device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(str(e)) from None
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
     from dalv import data as ddata
     from dalv.config import ExperimentConfig, ModelConfig, TrainConfig
     from dalv.loop import run_grid
+    from dalv.methods import get
     from dalv.plots import aubc_table
 
     if a.dataset not in ddata.DATASETS:
         raise ValueError(
             f"unknown dataset {a.dataset!r}; choose one of: {', '.join(ddata.DATASETS)}"
         )
-    if a.k < 1:
-        raise ValueError(f"--k must be >= 1, got {a.k}")
-    methods = [m.with_verifier(a.verifier) for m in _resolve_methods(a.method, a.k)]
+    methods = [get(name) for name in a.method]
+    if a.verifier is not None:
+        verifier = VERIFIERS[a.verifier]()
+        methods = [m.with_verifier(verifier) for m in methods]
     cfg = ExperimentConfig(
         dataset=a.dataset,
         n_initial=a.initial,
@@ -191,6 +355,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
         train=TrainConfig(a.epochs, a.lr, a.batch_size),
         device=a.device,
     )
+    _check_device(a.device)
+    out = _check_writable(a.out or Path("runs") / a.dataset, "--out")
     data = ddata.load(a.dataset, a.data_root)
     if cfg.n_labels_needed > len(data.x_train):
         raise ValueError(
@@ -198,7 +364,6 @@ def _cmd_run(a: argparse.Namespace) -> int:
             f"{cfg.n_labels_needed} labels, but {a.dataset} has only "
             f"{len(data.x_train)} training rows; lower --cycles or --budget"
         )
-    out = Path(a.out) if a.out else Path("runs") / a.dataset
     table = run_grid(
         methods, data, cfg, seeds=a.seeds, out_dir=out, progress=not a.no_progress
     )
@@ -219,10 +384,18 @@ def _key_values(items: list[str]) -> dict[str, object]:
 
 
 def _cmd_reproduce(a: argparse.Namespace) -> int:
-    from dalv.reproduce import reproduce
+    from dalv.reproduce import preset, reproduce
 
-    reproduce(
-        a.preset,
+    grid = preset(a.preset)
+    slurm = _key_values(a.slurm_arg)
+    _check_device(a.device)
+    if a.out:
+        _check_writable(a.out, "--out")
+    if a.runs:
+        _check_writable(a.runs, "--runs")
+    verifier = VERIFIERS[a.verifier]() if a.verifier else None
+    out = reproduce(
+        grid,
         seeds=a.seeds,
         out=a.out,
         runs=a.runs,
@@ -230,9 +403,10 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
         executor=a.executor,
         data_root=a.data_root,
         device=a.device,
-        slurm=_key_values(a.slurm_arg),
-        verifier=a.verifier,
+        slurm=slurm,
+        verifier=verifier,
     )
+    print(f"report: {out / 'index.html'}")
     return 0
 
 
@@ -261,15 +435,14 @@ def main(argv: list[str] | None = None) -> int:
         }[args.command](args)
     except (ValueError, CheckpointError, DatasetNotFoundError) as e:
         msg = (
-            " ".join(str(e).split())
-            if not isinstance(e, DatasetNotFoundError)
-            else str(e)
+            str(e) if isinstance(e, DatasetNotFoundError) else " ".join(str(e).split())
         )
         print(f"dalv: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            "dalv: interrupted; finished cycles are saved, rerun the same command to resume",
+            "dalv: interrupted; finished cycles are saved, rerun the same command to "
+            "resume",
             file=sys.stderr,
         )
         return 130

@@ -1,20 +1,114 @@
 """Figures from results tables.
 
-Owns ``learning_curves``, ``aubc_table``, ``show_images``. May import matplotlib, seaborn,
-pandas, numpy and ``dalv.metrics``. Nothing in dalv imports this module.
+Owns ``method_style`` (one fixed colour, line style and marker per method, the same in
+every figure and report), ``learning_curves``, ``curves_by_strategy`` (small multiples),
+``save_figure``, ``aubc_table`` and ``show_images``. May import matplotlib, pandas,
+numpy, ``dalv.metrics`` and ``dalv.methods``.
+
+Colours encode the query strategy (a hue per strategy) and the augmentation (its shade:
+light without adversarial examples, darkest with a verifier's); line styles encode the
+augmentation too, so a figure still reads in grey scale.
 """
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from dalv.methods import get
 from dalv.metrics import summarize
 
-__all__ = ["learning_curves", "aubc_table", "show_images"]
+__all__ = [
+    "Style",
+    "method_style",
+    "learning_curves",
+    "curves_by_strategy",
+    "save_figure",
+    "aubc_table",
+    "show_images",
+]
+
+# A colormap per strategy; the shade within it comes from the augmentation.
+_HUES = {
+    "Random": "Greys",
+    "BADGE": "Blues",
+    "DFAL": "Greens",
+    "FVAAL": "Reds",
+    "Core-set": "YlOrBr",
+    "Entropy": "Purples",
+    "Margin": "RdPu",
+    "FVAAL_rand": "Oranges",
+    "CertifiedRadius": "GnBu",
+}
+_SHADES = {
+    "No-Adv": 0.45,
+    "Own-Adv": 0.6,
+    "FGSM-Adv": 0.72,
+    "PGD-Adv": 0.84,
+    "FV-Adv": 0.97,
+}
+_LINES = {
+    "No-Adv": ":",
+    "Own-Adv": (0, (5, 1, 1, 1)),
+    "FGSM-Adv": "--",
+    "PGD-Adv": "-.",
+    "FV-Adv": "-",
+}
+_MARKERS = {
+    "No-Adv": "o",
+    "Own-Adv": "D",
+    "FGSM-Adv": "s",
+    "PGD-Adv": "^",
+    "FV-Adv": "v",
+}
+AUGMENTATIONS = tuple(_SHADES)
+"""Augmentation kinds in the order figures list them."""
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one method is drawn everywhere."""
+
+    color: tuple[float, ...]
+    linestyle: object
+    marker: str
+    strategy: str
+    augmentation: str
+
+
+def method_style(name: str) -> Style:
+    """The fixed style of the method called ``name`` (see the module docstring).
+
+    Methods outside the registry get a colour derived from their name (stable across
+    runs) and a solid line.
+    """
+    try:
+        m = get(name)
+    except ValueError:
+        cmap = plt.get_cmap("tab20")
+        color = cmap(zlib.crc32(name.encode()) % 20)
+        return Style(tuple(color), "-", "o", name, "?")
+    strategy, kind = m.strategy.name, m.augmenter.kind
+    cmap = plt.get_cmap(_HUES.get(strategy, "cividis"))
+    shade = _SHADES.get(kind, 0.8)
+    return Style(
+        tuple(cmap(shade)),
+        _LINES.get(kind, "-"),
+        _MARKERS.get(kind, "o"),
+        strategy,
+        kind,
+    )
+
+
+def _mean_std(table: pd.DataFrame, x: str, metric: str) -> pd.DataFrame:
+    g = table.groupby(["method", x], sort=True)[metric]
+    return g.agg(["mean", "std"]).reset_index()
 
 
 def learning_curves(
@@ -26,6 +120,7 @@ def learning_curves(
     paper: pd.DataFrame | None = None,
     ax: plt.Axes | None = None,
     title: str | None = None,
+    legend: str | None = "outside",
 ) -> plt.Axes:
     """Mean test accuracy per method with a ±1 std band over seeds.
 
@@ -34,41 +129,51 @@ def learning_curves(
         x: ``"n_labeled"`` (labels bought) or ``"cycle"``.
         methods: which methods and in what order (default: all, by AUBC).
         paper: optional paper curves in the same tidy form (``method``, ``cycle``,
-            ``test_acc``, and ``n_labeled`` if x is ``n_labeled``), drawn dashed.
+            ``test_acc``, and ``n_labeled`` if x is ``n_labeled``), drawn thin and faint
+            in the method's colour. Pass them only where dataset and protocol match.
+        ax: the axes to draw on (default: a new figure).
+        title: the axes title.
+        legend: ``"outside"`` (right of the axes), ``"inside"`` or ``None``.
     """
-    import seaborn as sns
-
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
+        _, ax = plt.subplots(figsize=(7.5, 4.5))
     if methods is None:
         methods = list(summarize(table, metric)["method"])
-    data = table[table["method"].isin(methods)]
-    palette = dict(
-        zip(methods, sns.color_palette("tab10", n_colors=max(len(methods), 3)))
-    )
-    sns.lineplot(
-        data=data,
-        x=x,
-        y=metric,
-        hue="method",
-        hue_order=list(methods),
-        errorbar="sd",
-        marker="o",
-        markersize=3,
-        ax=ax,
-        palette=palette,
-    )
+    stats = _mean_std(table[table["method"].isin(methods)], x, metric)
+    for m in methods:
+        s, st = stats[stats["method"] == m], method_style(m)
+        ax.plot(
+            s[x],
+            s["mean"],
+            color=st.color,
+            ls=st.linestyle,
+            marker=st.marker,
+            ms=3,
+            lw=1.6,
+            label=m,
+        )
+        if s["std"].notna().any():
+            ax.fill_between(
+                s[x],
+                s["mean"] - s["std"],
+                s["mean"] + s["std"],
+                color=st.color,
+                alpha=0.15,
+                lw=0,
+            )
     if paper is not None and len(paper):
-        for m, g in paper.groupby("method", sort=False):
+        for m, g in paper[paper["method"].isin(methods)].groupby("method", sort=False):
             ax.plot(
                 g[x],
                 g[metric],
-                ls="--",
-                lw=1,
-                color=palette.get(m, "grey"),
+                color=method_style(m).color,
+                lw=0.9,
+                alpha=0.55,
+                ls=method_style(m).linestyle,
+                marker="x",
+                ms=3,
                 label=f"{m} (paper)",
             )
-        ax.legend(fontsize=8)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -77,7 +182,99 @@ def learning_curves(
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
+    if legend == "outside":
+        ax.legend(
+            fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+        )
+    elif legend == "inside":
+        ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def curves_by_strategy(
+    table: pd.DataFrame,
+    *,
+    x: str = "cycle",
+    metric: str = "test_acc",
+    paper: pd.DataFrame | None = None,
+    title: str | None = None,
+    ncols: int = 3,
+) -> plt.Figure:
+    """Small multiples: one panel per query strategy, each with that strategy's
+    augmentations (none, its own example, FGSM-Adv, PGD-Adv, FV-Adv), on shared axes.
+
+    Args:
+        table: the tidy results table.
+        x: ``"cycle"`` or ``"n_labeled"``.
+        metric: the column to plot.
+        paper: the paper's curves (thin, faint), where dataset and protocol match.
+        title: the figure title.
+        ncols: panels per row.
+    """
+    names = list(summarize(table, metric)["method"])
+    by_strategy: dict[str, list[str]] = {}
+    for n in names:
+        by_strategy.setdefault(method_style(n).strategy, []).append(n)
+    order = [s for s in _HUES if s in by_strategy] + [
+        s for s in by_strategy if s not in _HUES
+    ]
+    n = len(order)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(4.2 * ncols, 3.3 * nrows),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, strategy in zip(axes.flat, order, strict=False):
+        ms = sorted(
+            by_strategy[strategy],
+            key=lambda m: (
+                AUGMENTATIONS.index(method_style(m).augmentation)
+                if method_style(m).augmentation in AUGMENTATIONS
+                else 99
+            ),
+        )
+        learning_curves(
+            table,
+            x=x,
+            metric=metric,
+            methods=ms,
+            paper=paper,
+            ax=ax,
+            title=strategy,
+            legend=None,
+        )
+        ax.legend(fontsize=7, loc="lower right", frameon=False)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    for ax in axes.flat:
+        if not ax.get_subplotspec().is_last_row():
+            ax.set_xlabel("")
+        if not ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path_stem: str | Path, dpi: int = 110) -> list[Path]:
+    """Write ``fig`` as PNG and SVG beside each other; returns both paths."""
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    for p in paths:
+        fig.savefig(
+            p,
+            dpi=dpi,
+            bbox_inches="tight",
+            metadata={"Date": None} if p.suffix == ".svg" else None,
+        )
+    return paths
 
 
 def aubc_table(
@@ -87,18 +284,18 @@ def aubc_table(
     s = summarize(table, metric)
 
     def pm(m, sd):
-        return (
-            f"{m:.{digits}f}"
-            if not np.isfinite(sd)
-            else f"{m:.{digits}f} ± {sd:.{digits}f}"
-        )
+        if not np.isfinite(sd):
+            return f"{m:.{digits}f}"
+        return f"{m:.{digits}f} ± {sd:.{digits}f}"
 
     return pd.DataFrame(
         {
             "method": s["method"],
-            "AUBC": [pm(a, b) for a, b in zip(s["aubc_mean"], s["aubc_std"])],
+            "AUBC": [
+                pm(a, b) for a, b in zip(s["aubc_mean"], s["aubc_std"], strict=True)
+            ],
             "final accuracy": [
-                pm(a, b) for a, b in zip(s["final_mean"], s["final_std"])
+                pm(a, b) for a, b in zip(s["final_mean"], s["final_std"], strict=True)
             ],
             "seeds": s["seeds"],
             "cycles": s["cycles"],
@@ -112,7 +309,8 @@ def show_images(
     row_labels: Sequence[str] | None = None,
     cmap: str = "gray",
 ) -> plt.Figure:
-    """A grid of images: ``rows[r][i]`` is image i of row r ([h, w] or [c, h, w] in [0, 1])."""
+    """A grid of images: ``rows[r][i]`` is image i of row r ([h, w] or [c, h, w], in
+    [0, 1])."""
     n_r, n_c = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_r, n_c, figsize=(1.3 * n_c, 1.4 * n_r), squeeze=False)
     for r, imgs in enumerate(rows):

@@ -1,20 +1,24 @@
-"""Report pieces (tables, claims, figures, environment) and HTML rendering via notebook 05.
+"""Report pieces (tables, claims, figures, environment) and HTML rendering via notebook
+05.
 
-Owns ``comparison``, ``claims``, ``save_figures``, ``environment``, ``render_report``. May
-import pandas, matplotlib, ``dalv.metrics``, ``dalv.paper``, ``dalv.plots``; papermill and
-nbconvert only inside ``render_report``.
+Owns ``comparison``, ``claims``, ``save_figures``, ``environment``, ``render_report``.
+May import pandas, matplotlib, ``dalv.metrics``, ``dalv.paper``, ``dalv.plots``;
+papermill and nbconvert only inside ``render_report``.
 """
 
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from dalv.metrics import paired_wins, per_seed, summarize
+from dalv.metrics import paired_wins, summarize
 from dalv.paper import FIGURE_METHODS, paper_table
+from dalv.version import __version__
 
 __all__ = [
     "comparison",
@@ -29,23 +33,66 @@ __all__ = [
     "verdict",
 ]
 
+
+@dataclass(frozen=True)
+class Claim:
+    """A comparison the paper draws (protocol §7): A beats B, or A is on par with B.
+
+    Args:
+        a: the first method's name.
+        b: the second method's name.
+        relation: ``"beats"`` or ``"on_par"``.
+        text: the claim in words.
+    """
+
+    a: str
+    b: str
+    relation: Literal["beats", "on_par"]
+    text: str
+
+    @property
+    def on_par(self) -> bool:
+        return self.relation == "on_par"
+
+
 CLAIMS = [
-    # (A, B, what the paper reports on MNIST/F-MNIST/CIFAR-10, spec §8)
-    ("DFAL+FV-Adv(10)", "DFAL+FGSM-Adv(10)", "FV-Adv beats FGSM-Adv for DFAL"),
-    ("BADGE+FV-Adv(10)", "BADGE+FGSM-Adv(10)", "FV-Adv beats FGSM-Adv for BADGE"),
-    ("Random+FV-Adv(10)", "Random+FGSM-Adv(10)", "FV-Adv beats FGSM-Adv for Random"),
-    ("FVAAL", "FVAAL+FGSM-Adv(10)", "FV-Adv beats FGSM-Adv for FVAAL"),
-    ("FVAAL", "FVAAL-No-Adv", "FV-Adv improves FVAAL"),
-    ("FVAAL", "DFAL", "FVAAL beats DFAL"),
-    ("FVAAL-No-Adv", "DFAL-No-Adv", "FVAAL-No-Adv is on par with DFAL-No-Adv"),
-    ("FVAAL-No-Adv", "BADGE", "FVAAL-No-Adv beats BADGE"),
-    ("FVAAL-No-Adv", "Random", "FVAAL-No-Adv beats Random"),
-    ("BADGE", "Random", "BADGE beats Random"),
+    Claim(
+        "DFAL+FV-Adv(10)",
+        "DFAL+FGSM-Adv(10)",
+        "beats",
+        "FV-Adv beats FGSM-Adv for DFAL",
+    ),
+    Claim(
+        "BADGE+FV-Adv(10)",
+        "BADGE+FGSM-Adv(10)",
+        "beats",
+        "FV-Adv beats FGSM-Adv for BADGE",
+    ),
+    Claim(
+        "Random+FV-Adv(10)",
+        "Random+FGSM-Adv(10)",
+        "beats",
+        "FV-Adv beats FGSM-Adv for Random",
+    ),
+    Claim("FVAAL", "FVAAL+FGSM-Adv(10)", "beats", "FV-Adv beats FGSM-Adv for FVAAL"),
+    Claim("FVAAL", "FVAAL-No-Adv", "beats", "FV-Adv improves FVAAL"),
+    Claim("FVAAL", "DFAL", "beats", "FVAAL beats DFAL"),
+    Claim(
+        "FVAAL-No-Adv",
+        "DFAL-No-Adv",
+        "on_par",
+        "FVAAL-No-Adv is on par with DFAL-No-Adv",
+    ),
+    Claim("FVAAL-No-Adv", "BADGE", "beats", "FVAAL-No-Adv beats BADGE"),
+    Claim("FVAAL-No-Adv", "Random", "beats", "FVAAL-No-Adv beats Random"),
+    Claim("BADGE", "Random", "beats", "BADGE beats Random"),
 ]
+"""The paper's comparisons, checked by ``claims``."""
 
 
 def comparison(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
-    """Our AUBC / final accuracy (mean ± std over seeds) beside the paper's 5-seed values."""
+    """Our AUBC / final accuracy (mean ± std over seeds) beside the paper's 5-seed
+    values."""
     ours = summarize(table)
     dataset = dataset or str(table["dataset"].iloc[0])
     try:
@@ -75,8 +122,8 @@ def verdict(mean_delta: float, wins: int, seeds: int, on_par: bool = False) -> s
     """Does a paired comparison support "A beats B" (or, with ``on_par``, "A ≈ B")?
 
     "yes" when the mean Δ AUBC and the majority of seeds both favour A; "no" when both
-    favour B; "mixed" when they disagree (e.g. a small mean gain carried by one seed). For
-    an on-par claim: "yes" when |Δ| < ``ON_PAR``, else "no".
+    favour B; "mixed" when they disagree (e.g. a small mean gain carried by one seed).
+    For an on-par claim: "yes" when |Δ| < ``ON_PAR``, else "no".
     """
     if on_par:
         return "yes" if abs(mean_delta) < ON_PAR else "no"
@@ -90,9 +137,9 @@ def verdict(mean_delta: float, wins: int, seeds: int, on_par: bool = False) -> s
 
 def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
     """Each paper comparison whose two methods we ran: our mean Δ AUBC, seed wins and
-    ``verdict``, and the paper's (5 seeds, from its per-seed files when it has both methods
-    there, else from its averages) with the verdict its own numbers give: a claim made in
-    the text is not always borne out by the published curves."""
+    ``verdict``, and the paper's (5 seeds, from its per-seed files when it has both
+    methods there, else from its averages) with the verdict its own numbers give: a
+    claim made in the text is not always borne out by the published curves."""
     dataset = dataset or str(table["dataset"].iloc[0])
     have = set(table["method"])
     try:
@@ -101,7 +148,8 @@ def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
     except ValueError:
         ps_paper, avg_paper = None, pd.Series(dtype=float)
     rows = []
-    for a, b, text in CLAIMS:
+    for claim in CLAIMS:
+        a, b, text, on_par = claim.a, claim.b, claim.text, claim.on_par
         if a not in have or b not in have:
             continue
         w = paired_wins(table, a, b)
@@ -117,19 +165,15 @@ def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
             row["paper Δ AUBC"] = pw["mean_delta"]
             row["paper seed wins"] = f"{pw['wins']}/{pw['seeds']}"
             row["paper's own numbers"] = verdict(
-                pw["mean_delta"], pw["wins"], pw["seeds"], on_par="on par" in text
+                pw["mean_delta"], pw["wins"], pw["seeds"], on_par=on_par
             )
         elif a in avg_paper and b in avg_paper:
             d = float(avg_paper[a] - avg_paper[b])
             row["paper Δ AUBC"] = d
             row["paper seed wins"] = "n/a (averages only)"
             # without seeds only the sign of the averages speaks
-            row["paper's own numbers"] = verdict(
-                d, int(d > 0), 1, on_par="on par" in text
-            )
-        row["we agree"] = verdict(
-            w["mean_delta"], w["wins"], w["seeds"], on_par="on par" in text
-        )
+            row["paper's own numbers"] = verdict(d, int(d > 0), 1, on_par=on_par)
+        row["we agree"] = verdict(w["mean_delta"], w["wins"], w["seeds"], on_par=on_par)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -140,13 +184,14 @@ def diversity(
     max_points: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Pairwise-distance diversity of the adversarial examples each run added (spec §7).
+    """Pairwise-distance diversity of the adversarial examples each run added (protocol
+    §5).
 
-    For each run folder and each of ``cycles`` (negative = from the end), the examples added
-    in that cycle are embedded by that cycle's model, in the **penultimate** layer (what the
-    paper intends) and in the **logit** layer (what the reference code measured), and all
-    pairwise Euclidean distances summarised. At most ``max_points`` examples (a seeded
-    subsample) per cell keep it quick.
+    For each run folder and each of ``cycles`` (negative = from the end), the examples
+    added in that cycle are embedded by that cycle's model, in the **penultimate** layer
+    (what the paper intends) and in the **logit** layer (what the reference code
+    measured), and all pairwise Euclidean distances summarised. At most ``max_points``
+    examples (a seeded subsample) per cell keep it quick.
 
     Args:
         runs: label → run folder (``<method>/seed_<s>``).
@@ -197,8 +242,8 @@ def diversity(
 def diversity_summary(div: pd.DataFrame) -> pd.DataFrame:
     """Mean pairwise distance per method, scope, layer and cycle: mean ± std over seeds.
 
-    ``div`` is ``diversity``'s table with a ``method`` column (``run`` may hold the seed).
-    Cycle -1 in the index stands for "the last cycle" whatever its number.
+    ``div`` is ``diversity``'s table with a ``method`` column (``run`` may hold the
+    seed). Cycle -1 in the index stands for "the last cycle" whatever its number.
     """
     if not len(div):
         return pd.DataFrame(
@@ -236,44 +281,67 @@ def timings(table: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index()
 
 
-def save_figures(
-    table: pd.DataFrame, fig_dir: Path, dataset: str | None = None
-) -> list[Path]:
-    """The paper's two figures (with / without augmentation) for the methods we ran, plus a
-    figure of everything; our curves solid with ±1 std bands, the paper's dashed."""
-    import matplotlib.pyplot as plt
+def paper_curves_for(table: pd.DataFrame) -> pd.DataFrame | None:
+    """The paper's per-cycle curves, when the runs follow its protocol on its dataset
+    (same dataset, protocol ``paper``, the paper's query size and 20 cycles); else None.
 
-    from dalv.plots import learning_curves
-
-    fig_dir = Path(fig_dir)
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    dataset = dataset or str(table["dataset"].iloc[0])
+    A curve on another pool (mnist5k, digits) or with fewer cycles is not comparable
+    point for point, so it gets no paper curve beside it.
+    """
+    dataset = str(table["dataset"].iloc[0])
+    protocol = set(table["protocol"]) if "protocol" in table else {"paper"}
     try:
         paper = paper_table(dataset)
     except ValueError:
-        paper = None
+        return None
+    first = table[table["cycle"] == 0]["n_labeled"]
+    same_budget = len(first) and int(first.iloc[0]) == int(
+        paper[paper["cycle"] == 0]["n_labeled"].iloc[0]
+    )
+    same_cycles = table["cycle"].max() == paper["cycle"].max()
+    if dataset != paper["dataset"].iloc[0] or protocol != {"paper"}:
+        return None
+    return paper if same_budget and same_cycles else None
+
+
+def save_figures(table: pd.DataFrame, fig_dir: Path) -> list[Path]:
+    """The report's learning-curve figures, as PNG and SVG: small multiples (one panel
+    per strategy with its augmentations) and, when they ran, the paper's two figures
+    (with / without adversarial examples). The paper's curves are drawn thin and faint
+    only where the dataset and protocol match (``paper_curves_for``). Returns the PNGs.
+    """
+    import matplotlib.pyplot as plt
+
+    from dalv.plots import curves_by_strategy, learning_curves, save_figure
+
+    fig_dir = Path(fig_dir)
+    dataset = str(table["dataset"].iloc[0])
+    paper = paper_curves_for(table)
     have = list(summarize(table)["method"])
-    groups = {"all": have}
+    paths = []
+    fig = curves_by_strategy(
+        table,
+        paper=paper,
+        title=f"{dataset}: test accuracy by query strategy (mean ± 1 std over seeds)",
+    )
+    paths.append(save_figure(fig, fig_dir / "curves_by_strategy")[0])
+    plt.close(fig)
     for name, ms in FIGURE_METHODS.items():
         sel = [m for m in ms if m in have]
-        if sel and len(sel) < len(have):
-            groups[name] = sel
-    paths = []
-    for name, ms in groups.items():
-        fig, ax = plt.subplots(figsize=(7.5, 4.8))
-        pp = paper[paper["method"].isin(ms)] if paper is not None else None
+        if len(sel) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(7.5, 4.6))
+        label = "with adversarial examples" if name == "advs" else "without"
         learning_curves(
             table,
             x="cycle",
-            methods=ms,
-            paper=pp,
+            methods=sel,
+            paper=paper,
             ax=ax,
-            title=f"{dataset}: {name.replace('_', ' ')}",
+            title=f"{dataset}: the paper's figure {label}",
         )
-        path = fig_dir / f"curves_{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        paths.append(save_figure(fig, fig_dir / f"curves_{name}")[0])
         plt.close(fig)
-        paths.append(path)
     return paths
 
 
@@ -281,10 +349,8 @@ def environment() -> dict[str, str]:
     """Versions and device, for the report's last section."""
     import torch
 
-    import dalv
-
     env = {
-        "dalv": dalv.__version__,
+        "dalv": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -344,8 +410,3 @@ def render_report(
     html, _ = exporter.from_notebook_node(nb)
     (report_dir / "index.html").write_text(html)
     return report_dir / "index.html"
-
-
-def per_seed_table(table: pd.DataFrame) -> pd.DataFrame:
-    """AUBC and final accuracy of every (method, seed)."""
-    return per_seed(table)

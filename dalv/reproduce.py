@@ -1,7 +1,8 @@
-"""Preset grids: run every (dataset, method, seed) cell, then render a report.
+"""Preset grids: run every (method, seed) cell of an experiment, then render a report.
 
-Owns ``PRESETS``, ``Preset``, ``cells``, ``run_cell``, ``run_cells`` (local process pool or
-Slurm through submitit) and ``reproduce``. May import every dalv module; papermill,
+Owns ``Preset``, ``PRESETS``, ``Cell``, ``cells``, ``run_cell``, ``run_cells`` (local
+process pool or Slurm through submitit), ``collect``, ``grid_diversity`` and
+``reproduce``. May import config, data, methods, loop, verify and report; papermill,
 nbconvert and submitit only inside the functions that need them.
 
 A cell is one ``dalv.loop.run`` in its own folder (``runs/<preset>/<method>/seed_<s>``);
@@ -10,20 +11,21 @@ finished cycles and cells are skipped, so a killed grid resumes where it stopped
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from dalv.config import ExperimentConfig, ModelConfig, TrainConfig, to_dict
+from dalv.config import ExperimentConfig, to_dict
 from dalv.loop import write_csv, write_json
+from dalv.methods import Method, get
 from dalv.paper import FIGURE_METHODS as PAPER_FIGURES
+from dalv.verify import Verifier
 
 __all__ = [
     "Preset",
@@ -41,29 +43,35 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The twelve methods of the paper's two figures per dataset (spec §6.6).
+# The twelve methods of the paper's two figures per dataset (protocol §6).
 FIGURE_METHODS = [*PAPER_FIGURES["advs"], *PAPER_FIGURES["no_advs"]]
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named grid: one experiment config, methods and seeds.
+    """A grid: one experiment config, methods and seeds.
 
     Args:
+        name: the preset's name (the report's and run folder's default name).
         config: the experiment (dataset, cycles, budget, protocol, model, training).
-        methods: registry names (exact keys of ``dalv.methods.registry``).
+        methods: the methods (compositions; their names are derived from them).
         seeds: default seeds (``--seeds`` overrides).
-        k: adversarial examples per queried point.
-        verifier: backend of the FV-Adv methods (``lirpa`` or ``marabou``).
         description: one line for ``--help`` and the report.
     """
 
+    name: str
     config: ExperimentConfig
-    methods: tuple[str, ...]
+    methods: tuple[Method, ...]
     seeds: tuple[int, ...] = (0,)
-    k: int = 10
-    verifier: str = "lirpa"
     description: str = ""
+
+    @property
+    def method_names(self) -> list[str]:
+        return [m.name for m in self.methods]
+
+
+def _preset(name, config, names, seeds=(0,), description="") -> Preset:
+    return Preset(name, config, tuple(get(n) for n in names), tuple(seeds), description)
 
 
 _SMOKE_CFG = ExperimentConfig(
@@ -73,24 +81,26 @@ _MNIST5K = ExperimentConfig(dataset="mnist5k")
 _PAPER = {
     "mnist": ExperimentConfig(dataset="mnist"),
     "fashion-mnist": ExperimentConfig(dataset="fashion_mnist"),
-    # CIFAR-10: n = n_init = 1000 per cycle (spec §11.2)
+    # CIFAR-10: n = n_init = 1000 per cycle (protocol §9)
     "cifar10": ExperimentConfig(dataset="cifar10", n_initial=1000, budget=1000),
 }
 
-PRESETS: dict[str, Preset] = {
-    "smoke": Preset(
+_PRESETS = [
+    _preset(
+        "smoke",
         _SMOKE_CFG,
         ("Random", "BADGE", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(3)"),
-        k=3,
         description="seconds: digits, 3 cycles, 4 methods, one seed",
     ),
-    "baselines": Preset(
+    _preset(
+        "baselines",
         _MNIST5K,
         ("Random", "Entropy", "BADGE", "Core-set"),
         (0, 1, 2),
-        description="mnist5k, the baseline strategies, 3 seeds × 20 cycles",
+        "mnist5k, the baseline strategies, 3 seeds × 20 cycles",
     ),
-    "gradient": Preset(
+    _preset(
+        "gradient",
         _MNIST5K,
         (
             "Random",
@@ -102,101 +112,85 @@ PRESETS: dict[str, Preset] = {
             "Random+FGSM-Adv(10)",
         ),
         (0, 1, 2),
-        description="mnist5k, the gradient-attack methods (no verifier), "
-        "3 seeds × 20 cycles",
+        "mnist5k, the gradient-attack methods (no verifier), 3 seeds × 20 cycles",
     ),
-    "demo": Preset(
+    _preset(
+        "demo",
         _MNIST5K,
         ("Random", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(10)", "FVAAL"),
         description="mnist5k, one seed: Random and FVAAL without, with FGSM and "
         "with FV augmentation",
     ),
-    # The figures leave out FVAAL+FGSM-Adv(10), which the claim "FV-Adv beats FGSM-Adv for
-    # FVAAL" needs; it costs three FGSM cells, so the preset runs it too.
-    "mnist5k": Preset(
+    # The figures leave out FVAAL+FGSM-Adv(10), which the claim "FV-Adv beats FGSM-Adv
+    # for FVAAL" needs; it costs three FGSM cells, so the preset runs it too.
+    _preset(
+        "mnist5k",
         _MNIST5K,
         (*FIGURE_METHODS, "FVAAL+FGSM-Adv(10)"),
         (0, 1, 2),
-        description="mnist5k, the twelve methods of the paper's figures and "
-        "FVAAL+FGSM-Adv(10), 3 seeds",
+        "mnist5k, the twelve methods of the paper's figures and FVAAL+FGSM-Adv(10), "
+        "3 seeds",
     ),
-    **{
-        f"paper-{k}": Preset(
+    *(
+        _preset(
+            f"paper-{key}",
             cfg,
-            tuple(FIGURE_METHODS),
+            FIGURE_METHODS,
             (0, 1, 2, 3, 4),
-            description=f"the full paper protocol on {cfg.dataset} (5 seeds)",
+            f"the full paper protocol on {cfg.dataset} (5 seeds)",
         )
-        for k, cfg in _PAPER.items()
-    },
-}
+        for key, cfg in _PAPER.items()
+    ),
+]
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+"""The named presets of ``python -m dalv reproduce --preset NAME``."""
+
+
+def preset(name: str) -> Preset:
+    """The preset called ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the presets).
+    """
+    if name not in PRESETS:
+        raise ValueError(
+            f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}"
+        )
+    return PRESETS[name]
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One (method, seed) run of a preset."""
+    """One (method, seed) run of a grid."""
 
-    preset: str
-    method: str
+    method: Method
     seed: int
     config: ExperimentConfig
-    k: int
-    verifier: str
     out_dir: str
     data_root: str | None = None
     threads: int = 0
 
 
-def _method(name: str, k: int, verifier: str):
-    from dalv.cli import _resolve_methods
-    from dalv.methods import registry
-
-    reg = registry(k)
-    m = reg[name] if name in reg else _resolve_methods([name], k)[0]
-    return m.with_verifier(verifier)
-
-
 def cells(
-    preset: str,
+    grid: Preset,
     *,
-    seeds: Sequence[int] | None,
+    seeds: Sequence[int] | None = None,
     runs: Path,
-    data_root: str | None,
+    data_root: str | None = None,
     device: str = "auto",
     threads: int = 0,
-    verifier: str | None = None,
+    verifier: Verifier | None = None,
 ) -> list[Cell]:
-    """Every cell of a preset (validated: unknown presets and methods raise ValueError);
-    ``verifier`` overrides the preset's FV-Adv backend."""
-    if preset not in PRESETS:
-        raise ValueError(
-            f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}"
-        )
-    p = PRESETS[preset]
-    if verifier is not None:
-        if verifier not in ("lirpa", "marabou"):
-            raise ValueError(
-                f"unknown verifier {verifier!r}; choose one of: lirpa, marabou"
-            )
-        p = replace(p, verifier=verifier)
-    cfg = replace(p.config, device=device)
+    """Every cell of a grid; ``seeds`` overrides its seeds and ``verifier`` the
+    verifier of its FV-Adv methods."""
+    cfg = replace(grid.config, device=device)
     out = []
-    for name in p.methods:
-        m = _method(name, p.k, p.verifier)  # fails early on unknown methods
-        for s in seeds if seeds is not None else p.seeds:
-            out.append(
-                Cell(
-                    preset,
-                    name,
-                    int(s),
-                    cfg,
-                    p.k,
-                    p.verifier,
-                    str(runs / m.slug / f"seed_{s}"),
-                    data_root,
-                    threads,
-                )
-            )
+    for m in grid.methods:
+        if verifier is not None:
+            m = m.with_verifier(verifier)
+        for s in grid.seeds if seeds is None else seeds:
+            run_dir = Path(runs) / m.slug / f"seed_{s}"
+            out.append(Cell(m, int(s), cfg, str(run_dir), data_root, threads))
     return out
 
 
@@ -211,7 +205,7 @@ def run_cell(cell: Cell) -> str:
         torch.set_num_threads(cell.threads)
     data = load(cell.config.dataset, cell.data_root)
     run(
-        _method(cell.method, cell.k, cell.verifier),
+        cell.method,
         data,
         cell.config,
         seed=cell.seed,
@@ -306,8 +300,8 @@ _GENERIC_SUBMITIT = (
 
 
 def slurm_parameters(extra: dict[str, object] | None = None) -> dict[str, object]:
-    """submitit parameters of the job array: dalv's defaults (24 h, 4 CPUs, 8 GB, at most
-    64 tasks at once) updated by ``extra``. Keys are submitit's generic names
+    """submitit parameters of the job array: dalv's defaults (24 h, 4 CPUs, 8 GB, at
+    most 64 tasks at once) updated by ``extra``. Keys are submitit's generic names
     (``timeout_min``, ``mem_gb``, ``gpus_per_node``, ``cpus_per_task``, ...) or sbatch
     options without the ``slurm_`` prefix (``partition``, ``account``, ``qos``,
     ``constraint``, ``array_parallelism``, ...)."""
@@ -353,13 +347,13 @@ def _run_submitit(
     for attempt in range(retries + 1):
         jobs = ex.map_array(fn or run_cell, pending)
         failed = []
-        for job, c in zip(jobs, pending):
+        for job, c in zip(jobs, pending, strict=True):
             try:
                 job.result()
             except Exception as e:  # resubmit: the cell resumes from its checkpoints
                 log.warning(
                     "cell %s seed %d failed (%s); log: %s",
-                    c.method,
+                    c.method.name,
                     c.seed,
                     e,
                     job.paths.stderr,
@@ -400,14 +394,19 @@ def grid_diversity(todo: Sequence[Cell]) -> pd.DataFrame:
     for c in todo:
         if not _finished(c):
             continue
-        d = diversity({f"{c.method} · seed {c.seed}": Path(c.out_dir)})
+        d = diversity({f"{c.method.name} · seed {c.seed}": Path(c.out_dir)})
         if len(d):
-            frames.append(d.assign(method=c.method, seed=c.seed))
+            frames.append(d.assign(method=c.method.name, seed=c.seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _verifier_names(todo: Sequence[Cell]) -> list[str]:
+    names = {getattr(c.method.augmenter, "verifier", None) for c in todo}
+    return sorted(v.name for v in names if v is not None)
+
+
 def reproduce(
-    preset: str,
+    grid: str | Preset,
     *,
     seeds: Sequence[int] | None = None,
     out: str | None = None,
@@ -418,40 +417,50 @@ def reproduce(
     device: str = "auto",
     render: bool = True,
     slurm: dict[str, object] | None = None,
-    verifier: str | None = None,
+    verifier: Verifier | None = None,
 ) -> Path:
-    """Run (or resume) a preset's grid and render ``reports/<preset>/``.
+    """Run (or resume) a grid and render its report (default ``reports/<name>/``).
 
-    Writes ``results.csv``, ``config.json``, ``figures/*.png`` and ``index.html`` (the
-    executed notebook 05, inputs hidden). Returns the report folder.
+    Writes ``results.csv``, ``diversity.csv``, ``config.json``, ``figures/`` and
+    ``index.html`` (the executed notebook 05, inputs hidden). Returns the report folder.
+
+    Args:
+        grid: a preset name or a ``Preset``.
+        seeds: overrides the grid's seeds.
+        out: report folder.
+        runs: run folder.
+        jobs: cells side by side (default: one per CPU core, one thread each).
+        executor: ``local``, ``slurm`` or ``submitit-local``.
+        data_root: dataset cache.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        render: whether to render the HTML report.
+        slurm: submitit parameters.
+        verifier: another verifier for the FV-Adv methods; runs and report then go to
+            ``<name>-<verifier name>`` by default, since they are another configuration.
     """
-    if preset not in PRESETS:
-        raise ValueError(
-            f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}"
-        )
-    # another backend is another configuration: keep its runs and report apart by default
-    name = (
-        preset
-        if verifier in (None, PRESETS[preset].verifier)
-        else f"{preset}-{verifier}"
-    )
+    p = preset(grid) if isinstance(grid, str) else grid
+    default = {
+        v.name for m in p.methods if (v := getattr(m.augmenter, "verifier", None))
+    }
+    name = p.name
+    if verifier is not None and default and default != {verifier.name}:
+        name = f"{p.name}-{verifier.name}"
     runs_dir = Path(runs) if runs else Path("runs") / name
     out_dir = Path(out) if out else Path("reports") / name
-    if PRESETS[preset].config.dataset not in ("digits", "mnist5k"):
+    if p.config.dataset not in ("digits", "mnist5k"):
         from dalv.data import load
 
-        load(
-            PRESETS[preset].config.dataset, data_root
-        )  # fail early, saying how to download
+        load(p.config.dataset, data_root)  # fail early, saying how to download
     todo = cells(
-        preset,
+        p,
         seeds=seeds,
         runs=runs_dir,
         data_root=data_root,
         device=device,
         verifier=verifier,
     )
-    # Small MLPs train fastest single-threaded; several cells side by side use the cores.
+    # Small MLPs train fastest single-threaded; several cells side by side use the
+    # cores.
     jobs = jobs or max(1, os.cpu_count() or 1)
     t0 = time.perf_counter()
     run_cells(
@@ -461,21 +470,17 @@ def reproduce(
     table = collect(todo)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(table, out_dir / "results.csv")
-    p = PRESETS[preset]
-    write_json(
-        {
-            "preset": preset,
-            "description": p.description,
-            "methods": list(p.methods),
-            "seeds": sorted({c.seed for c in todo}),
-            "k": p.k,
-            "verifier": todo[0].verifier,
-            "experiment": to_dict(todo[0].config),
-            "executor": executor,
-            "jobs": jobs,
-        },
-        out_dir / "config.json",
-    )
+    record = {
+        "preset": p.name,
+        "description": p.description,
+        "methods": list(dict.fromkeys(c.method.name for c in todo)),
+        "seeds": sorted({c.seed for c in todo}),
+        "verifier": _verifier_names(todo),
+        "experiment": to_dict(todo[0].config),
+        "executor": executor,
+        "jobs": jobs,
+    }
+    write_json(record, out_dir / "config.json")
     # The run folders are not part of a report, so the diversity the report shows is
     # computed here, from the checkpoints, and kept beside results.csv.
     write_csv(grid_diversity(todo), out_dir / "diversity.csv")
@@ -483,5 +488,5 @@ def reproduce(
     if render:
         from dalv.report import render_report
 
-        render_report(out_dir, title=f"dalv · {preset}")
+        render_report(out_dir, title=f"dalv · {p.name}")
     return out_dir

@@ -8,7 +8,8 @@ from dalv import report
 
 
 def _curves(deltas: dict[str, list[float]], cycles: int = 4) -> pd.DataFrame:
-    """A results table: method B flat at 0.8, each other method B + its per-seed offset."""
+    """A results table: method B flat at 0.8, each other method B + its per-seed
+    offset."""
     rows = []
     for seed in range(3):
         for c in range(cycles):
@@ -67,7 +68,8 @@ def test_claims_pair_by_seed_and_use_the_papers_per_seed_numbers():
 
 
 def test_claims_report_where_the_papers_own_numbers_disagree():
-    # spec §8: on MNIST, DFAL+FGSM-Adv(10) edges out DFAL+FV-Adv(10) (AUBC 0.8720 vs 0.8680)
+    # protocol §7: on MNIST, DFAL+FGSM-Adv(10) edges out DFAL+FV-Adv(10) (AUBC 0.8720 vs
+    # 0.8680)
     t = _curves({"DFAL+FV-Adv(10)": [0.01, 0.01, 0.01], "DFAL+FGSM-Adv(10)": [0, 0, 0]})
     row = report.claims(t).set_index("claim").loc["FV-Adv beats FGSM-Adv for DFAL"]
     assert row["we agree"] == "yes" and row["paper Δ AUBC"] < 0

@@ -2,12 +2,13 @@ import pandas as pd
 import pytest
 
 from dalv import reproduce as rp
-from dalv.augment import NoAugment
 from dalv.config import ExperimentConfig, TrainConfig
+from dalv.methods import get
+from dalv.verify import LirpaVerifier, MarabouVerifier
 
 
 @pytest.fixture
-def tiny_preset(monkeypatch):
+def tiny_preset():
     cfg = ExperimentConfig(
         dataset="digits",
         n_initial=20,
@@ -16,16 +17,11 @@ def tiny_preset(monkeypatch):
         candidates=200,
         train=TrainConfig(epochs=2),
     )
-    monkeypatch.setitem(
-        rp.PRESETS,
-        "tiny",
-        rp.Preset(cfg, ("Random", "BADGE"), (0,), description="test"),
-    )
-    return "tiny"
+    return rp.Preset("tiny", cfg, (get("Random"), get("BADGE")), (0,), "test")
 
 
 def test_cells_run_skip_and_resume(tmp_path, tiny_preset, monkeypatch):
-    todo = rp.cells(tiny_preset, seeds=[0, 1], runs=tmp_path, data_root=None)
+    todo = rp.cells(tiny_preset, seeds=[0, 1], runs=tmp_path)
     assert len(todo) == 4
     rp.run_cells(todo, jobs=1, progress=False)
     full = rp.collect(todo)
@@ -36,12 +32,12 @@ def test_cells_run_skip_and_resume(tmp_path, tiny_preset, monkeypatch):
     ran = []
     monkeypatch.setattr(rp, "run_cell", lambda c: ran.append(c) or rp.__dict__)
     rp.run_cells(todo, jobs=1, progress=False)
-    assert [(c.method, c.seed) for c in ran] == [(victim.method, victim.seed)]
+    assert [(c.method.name, c.seed) for c in ran] == [(victim.method.name, victim.seed)]
 
 
 def test_submitit_local_executor_path(tmp_path, tiny_preset):
     pytest.importorskip("submitit")
-    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
+    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs")
     rp.run_cells(
         todo, executor="submitit-local", log_dir=tmp_path / "logs", progress=False
     )
@@ -51,7 +47,8 @@ def test_submitit_local_executor_path(tmp_path, tiny_preset):
 
 
 def _fail_once(cell):
-    """A cell function that fails the first time each cell runs (a node dying mid-cell)."""
+    """A cell function that fails the first time each cell runs (a node dying
+    mid-cell)."""
     from pathlib import Path
 
     marker = Path(cell.out_dir).parent / f"failed_once_{cell.seed}"
@@ -66,10 +63,11 @@ def test_submitit_resubmits_failed_cells(tmp_path, tiny_preset):
     pytest.importorskip("submitit")
     import sys
 
-    import cloudpickle  # the job processes cannot import this test module: ship _fail_once
+    # the job processes cannot import this test module: ship _fail_once by value
+    import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
+    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs")
     rp._run_submitit(
         todo,
         tmp_path / "logs",
@@ -96,7 +94,7 @@ def test_slurm_parameters_and_bad_ones(tmp_path, tiny_preset):
     )
     assert p["timeout_min"] == 24 * 60  # a default kept
     pytest.importorskip("submitit")
-    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs", data_root=None)
+    todo = rp.cells(tiny_preset, seeds=[0], runs=tmp_path / "runs")
     with pytest.raises(ValueError, match="bad Slurm parameter.*partitionn"):
         rp.run_cells(
             todo,
@@ -109,20 +107,25 @@ def test_slurm_parameters_and_bad_ones(tmp_path, tiny_preset):
     assert not (tmp_path / "runs").exists()  # nothing ran
 
 
-def test_unknown_preset_and_method(tmp_path, monkeypatch):
+def test_unknown_preset_is_refused_with_the_list(tmp_path):
     with pytest.raises(
         ValueError, match="choose one of: smoke, baselines, .*demo, mnist5k"
     ):
-        rp.cells("nope", seeds=None, runs=tmp_path, data_root=None)
-    monkeypatch.setitem(
-        rp.PRESETS, "bad", rp.Preset(ExperimentConfig(dataset="digits"), ("Oracle",))
-    )
-    with pytest.raises(ValueError, match="unknown method 'Oracle'"):
-        rp.cells("bad", seeds=None, runs=tmp_path, data_root=None)
+        rp.preset("nope")
+    with pytest.raises(ValueError, match="choose one of: smoke"):
+        rp.reproduce("nope", runs=str(tmp_path / "r"), out=str(tmp_path / "o"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_preset_holds_registered_methods():
+    for p in rp.PRESETS.values():
+        assert p.methods and all(get(m.name) == m for m in p.methods)
+        assert len(set(p.method_names)) == len(p.methods)
 
 
 def test_paper_preset_without_data_says_how_to_download(tmp_path, monkeypatch):
     import torchvision.datasets as tvd
+
     from dalv.data import DatasetNotFoundError
 
     monkeypatch.setattr(
@@ -154,21 +157,14 @@ def test_smoke_report_renders(tmp_path):
     assert t.cycle.max() == 2 and t.method.nunique() == 4
 
 
-def test_verifier_override_reaches_the_fv_methods(tmp_path, monkeypatch):
-    monkeypatch.setitem(
-        rp.PRESETS,
+def test_verifier_override_reaches_the_fv_methods(tmp_path):
+    grid = rp.Preset(
         "fv",
-        rp.Preset(ExperimentConfig(dataset="digits"), ("Random", "Random+FV-Adv(10)")),
+        ExperimentConfig(dataset="digits"),
+        (get("Random"), get("Random+FV-Adv(10)")),
     )
-    todo = rp.cells("fv", seeds=None, runs=tmp_path, data_root=None, verifier="marabou")
-    ms = [rp._method(c.method, c.k, c.verifier) for c in todo]
-    assert ms[1].augmenter.backend == "marabou" and isinstance(
-        ms[0].augmenter, NoAugment
-    )
-    default = rp.cells("fv", seeds=None, runs=tmp_path, data_root=None)
-    assert (
-        rp._method(default[1].method, 10, default[1].verifier).augmenter.backend
-        == "lirpa"
-    )
-    with pytest.raises(ValueError, match="choose one of: lirpa, marabou"):
-        rp.cells("fv", seeds=None, runs=tmp_path, data_root=None, verifier="z3")
+    todo = rp.cells(grid, runs=tmp_path, verifier=MarabouVerifier())
+    assert todo[1].method.augmenter.verifier == MarabouVerifier()
+    assert todo[0].method == get("Random")
+    default = rp.cells(grid, runs=tmp_path)
+    assert default[1].method.augmenter.verifier == LirpaVerifier()
