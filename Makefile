@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dalv-installed
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast lint sync bench clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,17 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m dalv reproduce --preset demo
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q --durations=10 tests
+
+# ruff lint and format check; the notebooks' paired .py sources are linted too.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Rewrite each notebook from its paired .py source (keeps the notebook's cell ids).
+sync: setup
+	$(VENV)/bin/jupytext --update --to ipynb notebooks/[0-9]*.py
 
 test-fast: setup
 	$(PY) -m pytest -q -x tests

@@ -9,10 +9,10 @@ notebooks in ``notebooks/`` consume it.
     >>> cfg = dalv.ExperimentConfig(dataset="digits", n_cycles=3, budget=20)
     >>> table = dalv.run(dalv.methods.get("BADGE"), data, cfg, seed=0)
 
-Modules, top to bottom (each imports only from those above it): ``version``, ``config``,
-``paper``, ``data``, ``models``, ``train``, ``metrics``, ``attacks``, ``verify``,
-``strategies``, ``augment``, ``methods``, ``loop``, ``plots``, ``report``,
-``reproduce``, ``cli``.
+Modules, top to bottom (each imports only from those above it): ``version``,
+``paths``, ``config``, ``paper``, ``data``, ``models``, ``train``, ``metrics``,
+``attacks``, ``verify``, ``strategies``, ``augment``, ``methods``, ``loop``, ``plots``,
+``report``, ``reproduce``, ``cli``.
 """
 
 from dalv import (  # noqa: E402
@@ -24,6 +24,7 @@ from dalv import (  # noqa: E402
     metrics,
     models,
     paper,
+    paths,
     strategies,
     train,
     verify,
@@ -49,6 +50,7 @@ __all__ = [
     "metrics",
     "models",
     "paper",
+    "paths",
     "strategies",
     "train",
     "verify",

@@ -33,6 +33,7 @@ def test_environment_yml_matches_pyproject():
 # dalv.models and dalv.verify.* (torch, numpy and the solvers otherwise).
 ORDER = [
     "version",
+    "paths",
     "config",
     "paper",
     "data",
