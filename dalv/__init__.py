@@ -11,8 +11,8 @@ notebooks in ``notebooks/`` consume it.
 
 Modules, top to bottom (each imports only from those above it): ``version``,
 ``paths``, ``config``, ``paper``, ``data``, ``models``, ``train``, ``metrics``,
-``attacks``, ``verify``, ``strategies``, ``augment``, ``methods``, ``loop``, ``plots``,
-``report``, ``reproduce``, ``cli``.
+``stats``, ``attacks``, ``verify``, ``strategies``, ``augment``, ``methods``,
+``loop``, ``plots``, ``report``, ``reproduce``, ``cli``.
 """
 
 from dalv import (  # noqa: E402
@@ -25,6 +25,7 @@ from dalv import (  # noqa: E402
     models,
     paper,
     paths,
+    stats,
     strategies,
     train,
     verify,
@@ -51,6 +52,7 @@ __all__ = [
     "models",
     "paper",
     "paths",
+    "stats",
     "strategies",
     "train",
     "verify",

@@ -2,7 +2,8 @@
 
 Owns ``method_style`` (one fixed colour, line style and marker per method, the same in
 every figure and report), ``learning_curves``, ``curves_by_strategy`` (small multiples),
-``save_figure``, ``aubc_table`` and ``show_images``. May import matplotlib, pandas,
+``save_figure``, ``forest`` (the claims' paired differences), ``aubc_table`` and
+``show_images``. May import matplotlib, pandas,
 numpy, ``dalv.metrics`` and ``dalv.methods``.
 
 Colours encode the query strategy (a hue per strategy) and the augmentation (its shade:
@@ -30,6 +31,7 @@ __all__ = [
     "learning_curves",
     "curves_by_strategy",
     "save_figure",
+    "forest",
     "aubc_table",
     "show_images",
 ]
@@ -275,6 +277,59 @@ def save_figure(fig: plt.Figure, path_stem: str | Path, dpi: int = 110) -> list[
             metadata={"Date": None} if p.suffix == ".svg" else None,
         )
     return paths
+
+
+_VERDICT_COLORS = {
+    "supported": "#1a9641",
+    "contradicted": "#d7191c",
+    "not supported": "#fdae61",
+    "inconclusive": "#7f7f7f",
+}
+
+
+def forest(claims: pd.DataFrame, metric: str = "aubc", title: str | None = None):
+    """A forest plot of the claims' paired differences A − B over seeds: the mean, its
+    95 % t interval (line) and bootstrap interval (thick), the equivalence margin
+    (shaded) and the paper's own mean difference (a cross), coloured by verdict.
+
+    Args:
+        claims: ``dalv.report.claims``'s table.
+        metric: ``"aubc"`` or ``"final"``.
+        title: the axes title.
+    """
+    rows = claims[claims["metric"] == metric].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.3))
+    y = np.arange(len(rows))[::-1]
+    margin = float(rows["margin"].iloc[0]) if len(rows) else 0.0
+    ax.axvspan(-margin, margin, color="0.9", zorder=0, label=f"±{margin:g} margin")
+    ax.axvline(0, color="0.3", lw=0.8)
+    for yi, (_, r) in zip(y, rows.iterrows(), strict=True):
+        c = _VERDICT_COLORS.get(r["verdict"], "k")
+        ax.plot([r["CI low"], r["CI high"]], [yi, yi], color=c, lw=1.2)
+        ax.plot([r["boot low"], r["boot high"]], [yi, yi], color=c, lw=3.5, alpha=0.6)
+        ax.plot(r["Δ mean"], yi, "o", color=c, ms=5)
+        if "paper Δ" in r and np.isfinite(r.get("paper Δ", np.nan)):
+            ax.plot(r["paper Δ"], yi, "x", color="k", ms=6)
+    ax.set_yticks(
+        y, [f"{r['claim']} ({r['verdict']})" for _, r in rows.iterrows()], fontsize=8
+    )
+    label = "AUBC" if metric == "aubc" else "final accuracy"
+    ax.set_xlabel(f"Δ {label}, A − B (per-seed pairs; × = the paper's own)")
+    handles = [
+        plt.Line2D([], [], color=c, marker="o", lw=1.2, label=v)
+        for v, c in _VERDICT_COLORS.items()
+    ]
+    ax.legend(
+        handles=handles,
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+    )
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or f"claims, {label}: paired differences with 95 % intervals")
+    fig.tight_layout()
+    return fig
 
 
 def aubc_table(

@@ -8,7 +8,10 @@ papermill and nbconvert only inside ``render_report``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,8 +19,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from dalv.metrics import paired_wins, summarize
+from dalv.metrics import per_seed, summarize
 from dalv.paper import FIGURE_METHODS, paper_table
+from dalv.stats import holm, paired_test, verdict
 from dalv.version import __version__
 
 __all__ = [
@@ -30,51 +34,59 @@ __all__ = [
     "timings",
     "diversity",
     "diversity_summary",
-    "verdict",
+    "MARGINS",
+    "paper_curves_for",
+    "fidelity",
+    "verifier_work",
 ]
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A comparison the paper draws (protocol §7): A beats B, or A is on par with B.
+    """A comparison to check: A beats B, or A is on par with B.
 
     Args:
         a: the first method's name.
         b: the second method's name.
         relation: ``"beats"`` or ``"on_par"``.
         text: the claim in words.
+        source: ``"paper"`` (a claim of the paper, protocol §7) or ``"control"`` (dalv's
+            question: does a verifier's counterexample matter, or a stronger attack's?)
     """
 
     a: str
     b: str
     relation: Literal["beats", "on_par"]
     text: str
+    source: Literal["paper", "control"] = "paper"
 
-    @property
-    def on_par(self) -> bool:
-        return self.relation == "on_par"
+
+def _fv_vs(other: str, source: str) -> list[Claim]:
+    out = []
+    for s in ("DFAL", "BADGE", "Random"):
+        out.append(
+            Claim(
+                f"{s}+FV-Adv(10)",
+                f"{s}+{other}(10)",
+                "beats",
+                f"FV-Adv beats {other} for {s}",
+                source,
+            )
+        )
+    out.append(
+        Claim(
+            "FVAAL",
+            f"FVAAL+{other}(10)",
+            "beats",
+            f"FV-Adv beats {other} for FVAAL",
+            source,
+        )
+    )
+    return out
 
 
 CLAIMS = [
-    Claim(
-        "DFAL+FV-Adv(10)",
-        "DFAL+FGSM-Adv(10)",
-        "beats",
-        "FV-Adv beats FGSM-Adv for DFAL",
-    ),
-    Claim(
-        "BADGE+FV-Adv(10)",
-        "BADGE+FGSM-Adv(10)",
-        "beats",
-        "FV-Adv beats FGSM-Adv for BADGE",
-    ),
-    Claim(
-        "Random+FV-Adv(10)",
-        "Random+FGSM-Adv(10)",
-        "beats",
-        "FV-Adv beats FGSM-Adv for Random",
-    ),
-    Claim("FVAAL", "FVAAL+FGSM-Adv(10)", "beats", "FV-Adv beats FGSM-Adv for FVAAL"),
+    *_fv_vs("FGSM-Adv", "paper"),
     Claim("FVAAL", "FVAAL-No-Adv", "beats", "FV-Adv improves FVAAL"),
     Claim("FVAAL", "DFAL", "beats", "FVAAL beats DFAL"),
     Claim(
@@ -86,8 +98,24 @@ CLAIMS = [
     Claim("FVAAL-No-Adv", "BADGE", "beats", "FVAAL-No-Adv beats BADGE"),
     Claim("FVAAL-No-Adv", "Random", "beats", "FVAAL-No-Adv beats Random"),
     Claim("BADGE", "Random", "beats", "BADGE beats Random"),
+    # the control question (protocol §4.5)
+    *_fv_vs("PGD-Adv", "control"),
+    *[
+        Claim(
+            f"{s}+PGD-Adv(10)",
+            f"{s}+FGSM-Adv(10)",
+            "beats",
+            f"PGD-Adv beats FGSM-Adv for {s}",
+            "control",
+        )
+        for s in ("DFAL", "BADGE", "Random", "FVAAL")
+    ],
 ]
-"""The paper's comparisons, checked by ``claims``."""
+"""The comparisons ``claims`` checks, where both methods ran."""
+
+MARGINS = {"aubc": 0.005, "final": 0.01}
+"""Equivalence margins, fixed in advance: |Δ AUBC| < 0.005 or |Δ final accuracy| < 0.01
+counts as "on par" (about the paired spread of AUBC over seeds on MNIST)."""
 
 
 def comparison(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
@@ -114,68 +142,84 @@ def comparison(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
     return out
 
 
-ON_PAR = 0.005
-"""|Δ AUBC| below which two methods count as on par."""
+def _per_seed(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return per_seed(table).pivot(index="seed", columns="method", values=metric)
 
 
-def verdict(mean_delta: float, wins: int, seeds: int, on_par: bool = False) -> str:
-    """Does a paired comparison support "A beats B" (or, with ``on_par``, "A ≈ B")?
-
-    "yes" when the mean Δ AUBC and the majority of seeds both favour A; "no" when both
-    favour B; "mixed" when they disagree (e.g. a small mean gain carried by one seed).
-    For an on-par claim: "yes" when |Δ| < ``ON_PAR``, else "no".
-    """
-    if on_par:
-        return "yes" if abs(mean_delta) < ON_PAR else "no"
-    more, fewer = wins * 2 > seeds, wins * 2 < seeds
-    if mean_delta > 0 and more:
-        return "yes"
-    if mean_delta < 0 and fewer:
-        return "no"
-    return "mixed"
+def _test_claims(
+    table: pd.DataFrame, claims: list[Claim], *, seed: int = 0
+) -> pd.DataFrame:
+    """Paired tests of ``claims`` on ``table`` for AUBC and final accuracy, with Holm's
+    correction over the claims of each metric."""
+    rows = []
+    for metric in ("aubc", "final"):
+        wide = _per_seed(table, metric)
+        tests = []
+        for c in claims:
+            d = (wide[c.a] - wide[c.b]).dropna().to_numpy()
+            tests.append((c, paired_test(d, MARGINS[metric], seed=seed)))
+        p_adj = holm(np.array([t.p for _, t in tests]))
+        tost_adj = holm(np.array([t.p_tost for _, t in tests]))
+        for (c, t), pa, ta in zip(tests, p_adj, tost_adj, strict=True):
+            rows.append(
+                {
+                    "claim": c.text,
+                    "source": c.source,
+                    "A": c.a,
+                    "B": c.b,
+                    "relation": c.relation,
+                    "metric": metric,
+                    "seeds": t.n,
+                    "Δ mean": t.mean,
+                "sd": t.sd,
+                    "CI low": t.ci_t[0],
+                    "CI high": t.ci_t[1],
+                    "boot low": t.ci_boot[0],
+                    "boot high": t.ci_boot[1],
+                    "effect d_z": t.effect,
+                    "A ahead": f"{t.wins}/{t.n}",
+                    "p": t.p,
+                    "p Holm": pa,
+                    "p TOST Holm": ta,
+                    "margin": t.margin,
+                    "verdict": verdict(t, c.relation, pa, ta),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def claims(table: pd.DataFrame, dataset: str | None = None) -> pd.DataFrame:
-    """Each paper comparison whose two methods we ran: our mean Δ AUBC, seed wins and
-    ``verdict``, and the paper's (5 seeds, from its per-seed files when it has both
-    methods there, else from its averages) with the verdict its own numbers give: a
-    claim made in the text is not always borne out by the published curves."""
+    """Every claim (``CLAIMS``) whose two methods ran, as paired statistics over seeds
+    (``dalv.stats``; the rule is ``dalv.stats.VERDICT_RULES``), for AUBC and final
+    accuracy. The same tests on the paper's own per-seed numbers (its five per-seed
+    files; claims whose methods are only in its averages get none) sit beside ours as
+    ``paper …`` columns, with their own Holm family.
+
+    Returns one row per (claim, metric).
+    """
     dataset = dataset or str(table["dataset"].iloc[0])
     have = set(table["method"])
+    ours_claims = [c for c in CLAIMS if c.a in have and c.b in have]
+    if not ours_claims:
+        return pd.DataFrame()
+    ours = _test_claims(table, ours_claims)
     try:
-        ps_paper = paper_table(dataset, per_seed=True)
-        avg_paper = summarize(paper_table(dataset)).set_index("method")["aubc_mean"]
+        paper = paper_table(dataset, per_seed=True)
     except ValueError:
-        ps_paper, avg_paper = None, pd.Series(dtype=float)
-    rows = []
-    for claim in CLAIMS:
-        a, b, text, on_par = claim.a, claim.b, claim.text, claim.on_par
-        if a not in have or b not in have:
-            continue
-        w = paired_wins(table, a, b)
-        row = {
-            "claim": text,
-            "A": a,
-            "B": b,
-            "our Δ AUBC (A−B)": w["mean_delta"],
-            "our seed wins": f"{w['wins']}/{w['seeds']}",
+        return ours
+    paper_claims = [c for c in ours_claims if {c.a, c.b} <= set(paper["method"])]
+    if paper_claims:
+        theirs = _test_claims(paper, paper_claims)
+        keep = {
+            "Δ mean": "paper Δ",
+            "CI low": "paper CI low",
+            "CI high": "paper CI high",
+            "seeds": "paper seeds",
+            "verdict": "paper verdict",
         }
-        if ps_paper is not None and {a, b} <= set(ps_paper["method"]):
-            pw = paired_wins(ps_paper, a, b)
-            row["paper Δ AUBC"] = pw["mean_delta"]
-            row["paper seed wins"] = f"{pw['wins']}/{pw['seeds']}"
-            row["paper's own numbers"] = verdict(
-                pw["mean_delta"], pw["wins"], pw["seeds"], on_par=on_par
-            )
-        elif a in avg_paper and b in avg_paper:
-            d = float(avg_paper[a] - avg_paper[b])
-            row["paper Δ AUBC"] = d
-            row["paper seed wins"] = "n/a (averages only)"
-            # without seeds only the sign of the averages speaks
-            row["paper's own numbers"] = verdict(d, int(d > 0), 1, on_par=on_par)
-        row["we agree"] = verdict(w["mean_delta"], w["wins"], w["seeds"], on_par=on_par)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        theirs = theirs[["claim", "metric", *keep]].rename(columns=keep)
+        ours = ours.merge(theirs, on=["claim", "metric"], how="left")
+    return ours
 
 
 def diversity(
@@ -188,10 +232,14 @@ def diversity(
     §5).
 
     For each run folder and each of ``cycles`` (negative = from the end), the examples
-    added in that cycle are embedded by that cycle's model, in the **penultimate** layer
-    (what the paper intends) and in the **logit** layer (what the reference code
-    measured), and all pairwise Euclidean distances summarised. At most ``max_points``
-    examples (a seeded subsample) per cell keep it quick.
+    added in that cycle are embedded by the model that made them (the one the cycle
+    queried and attacked with), in the **penultimate** layer (what the paper intends)
+    and in the **logit** layer (what the reference code measured). Two scopes: **per
+    image** pools the distances between examples of the same queried image (what a
+    method's examples look like around one point, free of which images each method
+    queried and how many examples it got), and **all** compares every pair (the paper's
+    measure). At most ``max_points`` examples (a seeded subsample) per cell are used for
+    scope "all".
 
     Args:
         runs: label → run folder (``<method>/seed_<s>``).
@@ -212,8 +260,9 @@ def diversity(
             x, src = st["adv_x"], np.asarray(st["adv_src"])
             if len(x) < 2:
                 continue
+            model = st["previous"]
             with torch.no_grad():
-                feats = {"penultimate": st["model"][:-1](x), "logits": st["model"](x)}
+                feats = {"penultimate": model[:-1](x), "logits": model(x)}
             keep = np.arange(len(x))
             if len(x) > max_points:
                 keep = np.sort(
@@ -281,6 +330,42 @@ def timings(table: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index()
 
 
+def fidelity(table: pd.DataFrame) -> pd.DataFrame:
+    """How far our mean curve is from the paper's, per method: RMS and largest absolute
+    difference over cycles (and at cycle 0), where the paper's curves are comparable
+    (``paper_curves_for``); empty otherwise."""
+    paper = paper_curves_for(table)
+    if paper is None:
+        return pd.DataFrame()
+    ours = table.groupby(["method", "cycle"])["test_acc"].mean()
+    theirs = paper.set_index(["method", "cycle"])["test_acc"]
+    rows = []
+    for m in sorted(set(table["method"]) & set(paper["method"])):
+        d = (ours.loc[m] - theirs.loc[m]).dropna()
+        rows.append(
+            {
+                "method": m,
+                "RMS Δ": float(np.sqrt((d**2).mean())),
+                "max |Δ|": float(d.abs().max()),
+                "Δ cycle 0": float(d.loc[0]),
+                "Δ last": float(d.iloc[-1]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def verifier_work(table: pd.DataFrame) -> pd.DataFrame:
+    """What the augmenters did per cycle, averaged over seeds and cycles: examples
+    requested and found, where they came from (the strategy's own example, an FGSM
+    sweep, PGD, a solver), radius steps proved, and points left unknown."""
+    cols = [c for c in table.columns if c.startswith("aug_")]
+    if not cols:
+        return pd.DataFrame()
+    t = table.groupby("method", sort=False)[cols].mean()
+    t = t.dropna(how="all").rename(columns=lambda c: c[4:])
+    return t.reset_index()
+
+
 def paper_curves_for(table: pd.DataFrame) -> pd.DataFrame | None:
     """The paper's per-cycle curves, when the runs follow its protocol on its dataset
     (same dataset, protocol ``paper``, the paper's query size and 20 cycles); else None.
@@ -345,18 +430,52 @@ def save_figures(table: pd.DataFrame, fig_dir: Path) -> list[Path]:
     return paths
 
 
+def _git_commit() -> str:
+    import subprocess
+
+    from dalv.paths import project_root
+
+    root = project_root()
+    if root is None:
+        return "unknown (not a clone)"
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "dalv"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip() or "unknown"
+    return commit + (" (with uncommitted changes to dalv/)" if dirty.strip() else "")
+
+
 def environment() -> dict[str, str]:
-    """Versions and device, for the report's last section."""
+    """Versions, commit, date and machine, for the report's last section. Torch threads
+    per cell are recorded in every results row (``threads``), not here."""
+    import datetime
+
     import torch
 
     env = {
         "dalv": __version__,
+        "git commit": _git_commit(),
+        "rendered": datetime.datetime.now().isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,
         "platform": platform.platform(),
-        "cpu threads": str(torch.get_num_threads()),
+        "cpu cores": str(os.cpu_count()),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
     for mod in ("auto_LiRPA", "maraboupy"):
@@ -381,32 +500,69 @@ def notebook_path(name: str = "05_reproduce.ipynb") -> Path:
 
 
 def render_report(
-    report_dir: Path, title: str = "dalv report", timeout: int = 600
+    report_dir: Path, title: str = "dalv report", timeout: int = 1200
 ) -> Path:
-    """Execute notebook 05 on ``report_dir`` with papermill and write ``index.html``
-    (inputs hidden) and ``figures/``."""
+    """Execute notebook 05 on ``report_dir`` and write ``index.html`` (inputs and the
+    template's own notes hidden) and ``report.ipynb`` (the executed notebook) there.
+
+    The kernel's and converters' chatter goes to a log that is shown only when the
+    notebook fails.
+    """
+    import logging
     import tempfile
 
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
 
     report_dir = Path(report_dir).resolve()
-    with tempfile.TemporaryDirectory() as tmp:
-        executed = Path(tmp) / "report.ipynb"
-        pm.execute_notebook(
-            str(notebook_path()),
-            str(executed),
-            parameters={"REPORT_DIR": str(report_dir), "TITLE": title},
-            cwd=str(report_dir),
-            progress_bar=False,
-            kernel_name="python3",
-            execution_timeout=timeout,
-        )
-        nb = nbformat.read(executed, as_version=4)
+    executed = report_dir / "report.ipynb"
+    for name in ("papermill", "traitlets", "nbconvert"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with tempfile.TemporaryFile(mode="w+") as log, _stderr_to(log):
+        try:
+            pm.execute_notebook(
+                str(notebook_path()),
+                str(executed),
+                parameters={"REPORT_DIR": str(report_dir), "TITLE": title},
+                cwd=str(report_dir),
+                progress_bar=False,
+                kernel_name="python3",
+                execution_timeout=timeout,
+            )
+        except Exception:
+            log.seek(0)
+            tail = log.read()[-3000:]
+            raise RuntimeError(
+                f"rendering the report failed; its log ends:\n{tail}"
+            ) from None
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata["title"] = title
     exporter = HTMLExporter(
         exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )
-    html, _ = exporter.from_notebook_node(nb)
+    exporter.log.setLevel(logging.ERROR)
+    hide = TagRemovePreprocessor(remove_cell_tags={"remove-in-report"}, enabled=True)
+    exporter.register_preprocessor(hide, enabled=True)
+    with contextlib.redirect_stderr(open(os.devnull, "w")):
+        html, _ = exporter.from_notebook_node(
+            nb, resources={"metadata": {"name": title}}
+        )
     (report_dir / "index.html").write_text(html)
     return report_dir / "index.html"
+
+
+@contextlib.contextmanager
+def _stderr_to(file):
+    """Point file descriptor 2 (and so the kernel's stderr) at ``file`` meanwhile."""
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

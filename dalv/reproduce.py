@@ -479,6 +479,7 @@ def reproduce(
         "experiment": to_dict(todo[0].config),
         "executor": executor,
         "jobs": jobs,
+        "grid_seconds": round(grid_s, 1),
     }
     write_json(record, out_dir / "config.json")
     # The run folders are not part of a report, so the diversity the report shows is

@@ -13,17 +13,19 @@
 #     name: python3
 # ---
 
-# %% [markdown]
-# # 05 · Reproducing the paper's benchmarks
+# %% [markdown] tags=["remove-in-report"]
+# # 05 · The reproduction report
 #
-# A papermill template. Its `parameters` cell is the whole configuration; `python -m
-# dalv reproduce --preset NAME` runs the grid (one process per method × seed, finished
-# cells skipped), then executes this notebook on the report folder and renders it to
-# HTML with the inputs hidden. Opened by hand, it runs (or reloads) the grid its
-# parameters describe.
+# **You will learn** how dalv turns a grid of runs into a report: curves beside the
+# paper's, the paper's claims tested as paired statistics with confidence intervals,
+# the diversity of the added examples, what the verifier did, and the environment.
 #
-# Our curves are solid with a ±1 std band over seeds; the paper's 5-seed averages are
-# dashed.
+# This notebook is the template behind `python -m dalv reproduce --preset NAME`: that
+# command runs the grid (one process per method × seed, finished cells skipped), then
+# executes this notebook on the report folder with papermill and renders it to HTML with
+# the inputs and this cell hidden. Opened by hand, it runs (or reloads) the grid its
+# parameters describe. **Time**: seconds to re-render a finished grid; a grid takes
+# what its cells take (see the README's preset table).
 
 # %%
 # Setup: in a fresh Jupyter or Colab kernel this installs dalv (with its verification
@@ -48,30 +50,34 @@ import dalv
 
 # %% tags=["parameters"]
 # Parameters: None means "the preset's value".
-REPORT_DIR = None        # a folder holding results.csv + config.json (set by `dalv reproduce`)
+REPORT_DIR = None  # a folder with results.csv + config.json (set by `dalv reproduce`)
 TITLE = "dalv report"
-PRESET = "smoke"         # smoke, baselines, demo, mnist5k, paper-mnist, paper-fashion-mnist, paper-cifar10
-DATASET = None           # digits, mnist5k, mnist, fashion_mnist, cifar10
-METHODS = None           # e.g. ["Random", "FVAAL-No-Adv", "FVAAL"]
-SEEDS = None             # e.g. [0, 1, 2]
+PRESET = "smoke"   # a preset of `python -m dalv reproduce --help`
+DATASET = None     # digits, mnist5k, mnist, fashion_mnist, cifar10
+METHODS = None     # e.g. ["Random", "FVAAL-No-Adv", "FVAAL"]
+SEEDS = None       # e.g. [0, 1, 2]
 CYCLES = None
 BUDGET = None
 CANDIDATES = None
-VERIFIER = None          # "lirpa" or "marabou" (default: the methods' own)
-PROTOCOL = None          # "paper" or "clean"
+VERIFIER = None    # an FV-Adv backend: "milp", "lirpa" or "marabou" (default: own)
+PROTOCOL = None    # "paper" or "clean"
 HIDDEN = None
 DEVICE = "auto"
 
 # %%
 import json
 import pathlib
+from dataclasses import replace
+import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
-from dalv import report
+from IPython.display import Image, Markdown, display
+from dalv import plots, report, stats
 from dalv.cli import VERIFIERS
 from dalv.methods import get
 from dalv.reproduce import PRESETS, cells, collect, grid_diversity, run_cells
-from dataclasses import replace
+
+def show(df, precision=4):
+    display(df.style.format(precision=precision, na_rep="–").hide(axis="index"))
 
 # %%
 if REPORT_DIR and (pathlib.Path(REPORT_DIR) / "results.csv").exists():
@@ -79,98 +85,171 @@ if REPORT_DIR and (pathlib.Path(REPORT_DIR) / "results.csv").exists():
     table = pd.read_csv(out / "results.csv")
     config = json.loads((out / "config.json").read_text())
     div_path = out / "diversity.csv"
-    div = pd.read_csv(div_path) if div_path.exists() and div_path.stat().st_size > 1 else pd.DataFrame()
-    if not div_path.exists():
-        div = None   # rendered from results.csv alone: the run folders are needed for it
+    div = None   # without diversity.csv the run folders would be needed
+    if div_path.exists():
+        div = pd.read_csv(div_path) if div_path.stat().st_size > 1 else pd.DataFrame()
 else:  # run the grid the parameters describe
     p = PRESETS[PRESET]
-    exp = {k: v for k, v in dict(dataset=DATASET, n_cycles=CYCLES, budget=BUDGET,
-           candidates=CANDIDATES, protocol=PROTOCOL).items() if v is not None}
-    cfg = replace(p.config, **exp)
+    exp = dict(dataset=DATASET, n_cycles=CYCLES, budget=BUDGET,
+               candidates=CANDIDATES, protocol=PROTOCOL)
+    cfg = replace(p.config, **{k: v for k, v in exp.items() if v is not None})
     if HIDDEN: cfg = replace(cfg, model=replace(cfg.model, hidden=HIDDEN))
+    methods = tuple(get(m) for m in METHODS) if METHODS else p.methods
     grid = replace(p, name="notebook", config=cfg, description="from notebook 05",
-                   methods=tuple(get(m) for m in METHODS) if METHODS else p.methods)
+                   methods=methods)
     verifier = VERIFIERS[VERIFIER]() if VERIFIER else None
-    todo = cells(grid, seeds=SEEDS, runs=pathlib.Path("runs/notebook"), device=DEVICE,
-                 verifier=verifier)
+    todo = cells(grid, seeds=SEEDS, runs=dalv.paths.project_path("runs/notebook"),
+                 device=DEVICE, verifier=verifier)
     run_cells(todo)
     out, table, div = pathlib.Path("."), collect(todo), grid_diversity(todo)
     config = {"preset": PRESET, "methods": grid.method_names}
-display(Markdown(f"# {TITLE}\n\n{config.get('description', '')}\n\n"
-                 f"{table['method'].nunique()} methods × {table['seed'].nunique()} seeds × "
-                 f"{table['cycle'].nunique()} cycles on **{table['dataset'].iloc[0]}**."))
+
+# %%
+n_m, n_s, n_c = (table[c].nunique() for c in ("method", "seed", "cycle"))
+files = ["results.csv", "diversity.csv", "config.json", "report.ipynb", "figures/"]
+links = " · ".join(f"[{f}]({f})" for f in files if (out / f).exists())
+display(Markdown(
+    f"# {TITLE}\n\n{config.get('description', '')}\n\n"
+    f"{n_m} methods × {n_s} seeds × {n_c} cycles on **{table['dataset'].iloc[0]}**, "
+    f"protocol `{table['protocol'].iloc[0]}`. Files: {links}\n\n"
+    "The protocol is described in dalv's `docs/protocol.md` (cited as protocol §N)."))
 
 # %% [markdown]
 # ## Learning curves
+#
+# Test accuracy per cycle, mean ± 1 std over seeds; one panel per query strategy with
+# its augmentations (colour: strategy, shade and line style: augmentation, the same
+# everywhere in dalv). Where the runs follow the paper's protocol on its dataset, the
+# paper's 5-seed averages are drawn thin and faint with crosses; otherwise (another
+# pool, fewer cycles) they are left out, since they are not comparable point for point.
 
 # %%
-from IPython.display import Image
 for path in report.save_figures(table, out / "figures"):
     display(Image(filename=str(path)))
 
 # %% [markdown]
 # ## AUBC and final accuracy
 #
-# Normalised AUBC (trapezoid over cycles, divided by the number of cycles − 1, protocol
-# §5), mean ± std over seeds, beside the paper's 5-seed values. The paper's MNIST
-# numbers are for the full 60k-image pool; mnist5k has a 4,000-image pool and a
-# 1,000-image test set, so absolute values differ and the ranking is what to compare.
+# Normalised AUBC (protocol §5.2) and final accuracy, mean ± std over seeds, beside the
+# paper's 5-seed values for the same method. On mnist5k (a 4,000-image pool and a
+# 1,000-image test set) absolute values differ from the paper's full-MNIST numbers;
+# compare rankings and paired differences, not levels.
 
 # %%
-cmp = report.comparison(table)
-display(cmp.style.format(precision=4, na_rep="–").hide(axis="index"))
+show(report.comparison(table))
 
 # %% [markdown]
-# ## The paper's claims, checked (paired by seed)
+# ## Fidelity to the paper's curves
 #
-# For each comparison the paper draws (protocol §7) whose two methods ran here: the mean
-# over seeds of Δ AUBC (A − B) and the seeds on which A wins. **we agree** is "yes" when
-# the mean and the majority of seeds both favour A, "no" when both favour B, "mixed"
-# when they split (an on-par claim: |Δ| < 0.005). **paper's own numbers** applies the
-# same rule to the paper's published curves (its five per-seed files; its averages where
-# a method is missing there): the text's claims are not all borne out by its own
-# figures.
+# Where the runs follow the paper's protocol on its dataset: per method, the RMS and the
+# largest difference between our mean curve and the paper's, and the differences at the
+# first and last cycle. `fidelity.csv`, when the report folder has one, compares hidden
+# widths (`benchmarks/bench_fidelity.py`).
+
+# %%
+fid = report.fidelity(table)
+if len(fid):
+    show(fid)
+else:
+    display(Markdown("_Not comparable: these runs do not follow the paper's protocol "
+                     "on its dataset._"))
+if (out / "fidelity.csv").exists():
+    show(pd.read_csv(out / "fidelity.csv"))
+
+# %% [markdown]
+# ## The claims, as statistics
+#
+# Each comparison whose two methods ran here: the paper's claims (protocol §7) and
+# dalv's control claims, which ask whether a *verifier's* counterexample matters or
+# just a stronger attack's (protocol §4.5). For each: the mean over seeds of the paired
+# difference A − B, its 95 % t and bootstrap intervals, the standardised effect, the p
+# value Holm-adjusted over the claims of the metric, and the verdict. The paper's own
+# per-seed numbers get the same treatment (`paper …` columns).
 
 # %%
 cl = report.claims(table)
-display(cl.style.format(precision=4, na_rep="–").hide(axis="index") if len(cl)
-        else Markdown("_None of the paper's compared pairs ran in this grid._"))
+display(Markdown("**Rule.** " + stats.VERDICT_RULES + " Margins: "
+                 + ", ".join(f"{k} ±{v:g}" for k, v in report.MARGINS.items()) + "."))
+if len(cl):
+    cols = ["claim", "metric", "seeds", "Δ mean", "CI low", "CI high", "effect d_z",
+            "A ahead", "p Holm", "verdict", "paper Δ", "paper verdict"]
+    show(cl[[c for c in cols if c in cl]])
+else:
+    display(Markdown("_None of the compared pairs ran in this grid._"))
+
+# %%
+for metric in ("aubc", "final"):
+    if len(cl) and (cl["metric"] == metric).any():
+        fig = plots.forest(cl, metric)
+        plots.save_figure(fig, out / "figures" / f"claims_{metric}")
+        plt.show()
+
+# %%
+a = cl[(cl["metric"] == "aubc") & (cl["seeds"] > 1)] if len(cl) else cl
+if len(a):
+    sd = float(a["sd"].median())
+    display(Markdown(
+        f"**Power.** Paired AUBC differences spread with a median sd of {sd:.4f} over "
+        f"{int(a['seeds'].max())} seeds here; a difference of 0.005 needs about "
+        f"{stats.seeds_needed(0.005, sd)} seeds for 80 % power (`--seeds 0-9`)."))
 
 # %% [markdown]
 # ## Diversity of the added adversarial examples
 #
-# Mean pairwise Euclidean distance between the adversarial examples a cycle added, in
-# the model's **penultimate** layer (what the paper intends) and in its **logit** layer
-# (what the reference code measured, protocol §5), for the first and the last cycle;
-# mean and std over seeds. Scope **all** compares every pair, as the paper did; **per
-# image** only pairs of examples of the same queried image: FGSM-Adv's lie on a single
-# ray, FV-Adv's must differ in every pixel.
+# Euclidean distances between the adversarial examples a cycle added, embedded by the
+# model that made them, in its **penultimate** layer (what the paper intends) and its
+# **logit** layer (what the reference code measured, protocol §5.3), at the first and
+# the last cycle. **Per image**: distances between examples of the same queried image —
+# the measure that does not depend on which images a method queried or how many
+# examples it got. **All**: every pair (the paper's measure). DFAL adds one example
+# per image, so it has no per-image pairs.
 
 # %%
 if div is None:
     display(Markdown("_Not computed: this report folder has no `diversity.csv` "
                      "(`dalv reproduce` writes it from the run folders)._"))
 elif len(div):
-    ds = report.diversity_summary(div)
-    display(ds.style.format(precision=3, na_rep="–").hide(axis="index"))
-    import seaborn as sns
-    div = div.assign(cycle=div["cycle"].where(div["cycle"] == 0, "last"))
-    g = sns.catplot(data=div, x="mean", y="method", hue="cycle", col="layer", row="scope",
-                    kind="bar", sharex=False, errorbar="sd", aspect=1.3,
-                    height=max(2.5, 0.35 * div["method"].nunique() + 1.2))
-    g.set_axis_labels("mean pairwise distance", "")
+    show(report.diversity_summary(div), precision=3)
+    per = div[div["scope"] == "per image"].assign(
+        cycle=lambda d: d["cycle"].where(d["cycle"] == 0, "last").astype(str))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * per["method"].nunique() + 1.8))
+    for ax, layer in zip(axes, ("penultimate", "logits"), strict=True):
+        g = per[per["layer"] == layer].groupby(["method", "cycle"])["mean"].mean()
+        g.unstack().plot.barh(ax=ax, legend=layer == "logits")
+        ax.set_title(f"per image, {layer} layer"); ax.set_xlabel("mean distance")
+    fig.tight_layout(); plt.show()
 else:
     display(Markdown("_No method in this grid added adversarial examples._"))
+
+# %% [markdown]
+# ## What the augmenters did
+#
+# Per cycle, averaged over seeds and cycles: examples requested and found, where they
+# came from (`own`: the strategy's own example; `fgsm`: the FGSM sweep; `solver`: a
+# verifier's solver; `pgd`: projected gradient descent), the radius steps proved empty,
+# and queried points the search left undecided (`unknown`).
+
+# %%
+work = report.verifier_work(table)
+show(work, precision=1) if len(work) else display(Markdown("_No augmentation ran._"))
 
 # %% [markdown]
 # ## Time per cycle (seconds)
 
 # %%
-display(report.timings(table).style.format(precision=2).hide(axis="index"))
+show(report.timings(table), precision=2)
+core_s = table[[c for c in table if c.endswith("_s")]].to_numpy().sum()
+display(Markdown(f"{core_s / 60:.1f} core-minutes inside cycles in all; the last "
+                 f"`dalv reproduce` call took {config.get('grid_seconds', '?')} s "
+                 "(finished cells are read back, not rerun)."))
 
 # %% [markdown]
 # ## Configuration and environment
 
 # %%
+threads = sorted(table["threads"].unique()) if "threads" in table else "?"
+devices = sorted(table["device"].unique()) if "device" in table else "?"
+env = {**report.environment(), "torch threads per cell": str(threads),
+       "devices": str(devices)}
+display(pd.Series(env, name="value").to_frame())
 display(Markdown("```json\n" + json.dumps(config, indent=1) + "\n```"))
-display(pd.Series(report.environment(), name="version").to_frame())

@@ -40,6 +40,7 @@ ORDER = [
     "models",
     "train",
     "metrics",
+    "stats",
     "attacks",
     "verify",
     "strategies",
