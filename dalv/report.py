@@ -171,7 +171,7 @@ def _test_claims(
                     "metric": metric,
                     "seeds": t.n,
                     "Δ mean": t.mean,
-                "sd": t.sd,
+                    "sd": t.sd,
                     "CI low": t.ci_t[0],
                     "CI high": t.ci_t[1],
                     "boot low": t.ci_boot[0],
@@ -232,8 +232,9 @@ def diversity(
     §5).
 
     For each run folder and each of ``cycles`` (negative = from the end), the examples
-    added in that cycle are embedded by the model that made them (the one the cycle
-    queried and attacked with), in the **penultimate** layer (what the paper intends)
+    added in that cycle are embedded by that cycle's model (the one trained on them, as
+    the reference code's measure intends), in the **penultimate** layer (what the paper
+    intends)
     and in the **logit** layer (what the reference code measured). Two scopes: **per
     image** pools the distances between examples of the same queried image (what a
     method's examples look like around one point, free of which images each method
@@ -260,7 +261,7 @@ def diversity(
             x, src = st["adv_x"], np.asarray(st["adv_src"])
             if len(x) < 2:
                 continue
-            model = st["previous"]
+            model = st["model"]
             with torch.no_grad():
                 feats = {"penultimate": model[:-1](x), "logits": model(x)}
             keep = np.arange(len(x))
