@@ -197,7 +197,8 @@ if len(a):
 # ## Diversity of the added adversarial examples
 #
 # Euclidean distances between the adversarial examples a cycle added, embedded by that
-# cycle's model (trained on them), in its **penultimate** layer (what the paper intends) and its
+# cycle's model (trained on them), in its **penultimate** layer (what the paper intends)
+# and its
 # **logit** layer (what the reference code measured, protocol §5.3), at the first and
 # the last cycle. **Per image**: distances between examples of the same queried image —
 # the measure that does not depend on which images a method queried or how many
