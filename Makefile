@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --user --name dalv --display-name "Python (dalv)" >/dev/null
 	touch $(STAMP)
 
+# The demo's report goes to runs/ (not committed), so the clone stays clean; the
+# committed reports/demo is rendered by `python -m dalv reproduce --preset demo`.
 demo: setup
-	$(PY) -m dalv reproduce --preset demo
+	$(PY) -m dalv reproduce --preset demo --runs runs/demo --out runs/demo/report
 
 test: setup lint
 	$(PY) -m pytest -q --durations=10 tests

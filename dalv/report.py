@@ -314,7 +314,7 @@ def diversity_summary(div: pd.DataFrame) -> pd.DataFrame:
     g = d.groupby(["method", "scope", "layer", "cycle"], sort=False)
     out = pd.DataFrame(
         {
-            "points": g["num_points"].mean(),
+            "points": g["num_points"].mean().round().astype(int),
             "mean distance": g["mean"].mean(),
             "std over seeds": g["mean"].std(),
             "seeds": g.size(),
