@@ -1,9 +1,10 @@
 """Augmenters: adversarial examples added to the training set for free.
 
 Owns ``AugmentedBatch``, ``Augmenter`` and every augmenter: ``NoAugment``, ``OwnAdv``
-(the strategy's own example), ``FGSMAdv`` (an FGSM sweep) and ``FVAdv`` (a verifier's
-counterexamples). May import numpy, torch, ``dalv.models``, ``dalv.attacks``,
-``dalv.verify`` and ``dalv.strategies`` (for the ``Selection`` type).
+(the strategy's own example), ``FGSMAdv`` (an FGSM sweep), ``FVAdv`` (a verifier's
+counterexamples) and ``PGDAdv`` (its control: PGD's examples). May import numpy, torch,
+``dalv.models``, ``dalv.attacks``, ``dalv.verify`` and ``dalv.strategies`` (for the
+``Selection`` type).
 
 Every adversarial example takes the true label of the queried example it came from (the
 paper's label-invariance assumption, protocol §4) and uses no labelling budget. An
@@ -27,6 +28,9 @@ from dalv.models import model_device
 from dalv.strategies import OwnExamples, Selection
 from dalv.verify import Budget, LirpaVerifier, Property, Schedule, Verifier
 
+# The verifier FV-Adv uses unless told otherwise.
+DEFAULT_VERIFIER = LirpaVerifier
+
 __all__ = [
     "AugmentedBatch",
     "Augmenter",
@@ -34,6 +38,7 @@ __all__ = [
     "OwnAdv",
     "FGSMAdv",
     "FVAdv",
+    "PGDAdv",
 ]
 
 
@@ -284,41 +289,119 @@ class FGSMAdv(Augmenter):
         return _batch(slots, mask, y, source_idx, stats)
 
 
-# ------------------------------------------------------------------ verifier
+# ------------------------------------------------------------------ box searches
+
+
+def _search_boxes(aug, search, model, x, y, source_idx, hints, rng) -> AugmentedBatch:
+    """The paper's FV-Adv loop (protocol §4.4) with ``search`` answering the queries;
+    shared by FV-Adv (a verifier) and PGD-Adv (the PGD falsifier, its control)."""
+    b = len(x)
+    device = model_device(model)
+    x = x.to(device)
+    eps0 = torch.full((b,), aug.eps_default, dtype=torch.float64, device=device)
+    if hints is not None and hints.distance is not None:
+        e = hints.distance.value.to(device, torch.float64)
+        eps0 = torch.where(e <= aug.eps_reset_above, e, eps0)
+    own = _own_examples(hints, source_idx)
+    has_own = torch.zeros(b, dtype=torch.bool, device=device)
+    x_own = x
+    if own is not None:
+        has_own, x_own = own.valid.to(device).bool(), own.x.to(device)
+    empty = x.new_empty(0, *x.shape[1:])
+    seeds = [x_own[i : i + 1] if has_own[i] else empty for i in range(b)]
+    eps = eps0 + aug.schedule.step
+    need = [aug.k - len(s) for s in seeds]
+    limit = aug.schedule.max_eps + 1e-12
+    todo = [i for i in range(b) if need[i] > 0 and float(eps[i]) <= limit]
+    seed = int(rng.integers(2**31))
+    found: list[Tensor] = [empty] * b
+    results = []
+    if todo:
+        results = search.find_batch(
+            model,
+            x[todo],
+            eps[todo],
+            [need[i] for i in todo],
+            [seeds[i] for i in todo],
+            aug.prop,
+            aug.budget,
+            schedule=aug.schedule,
+            seed=seed,
+        )
+        for i, res in zip(todo, results, strict=True):
+            found[i] = res.counterexamples[: need[i]]
+    xs, src, ys = [], [], []
+    for i in range(b):
+        block = torch.cat([seeds[i], found[i]])
+        xs.append(block)
+        ys.append(y[i].repeat(len(block)))
+        src.append(np.full(len(block), source_idx[i], dtype=np.int64))
+    n_own = int(has_own.sum())
+    n_new = sum(len(f) for f in found)
+    # radius steps proved empty: each growth of the box, and a final proof at the end
+    proved = 0
+    for i, res in zip(todo, results, strict=True):
+        steps = round((res.eps - float(eps[i])) / aug.schedule.step)
+        proved += max(steps, 0) + int(res.exhausted)
+    source = search.witness_source
+    stats = {
+        "requested": float(b * aug.k),
+        "found": float(n_own + n_new),
+        "own": float(n_own),
+        "solver": float(n_new if source == "solver" else 0),
+        "pgd": float(n_new if source == "pgd" else 0),
+        "proved": float(proved),
+        "sat": float(sum(r.status == "sat" for r in results)),
+        "unsat": float(sum(r.status == "unsat" for r in results)),
+        "unknown": float(b - len(results))
+        + float(sum(r.status == "unknown" for r in results)),
+        "timeouts": float(sum(r.stats.timed_out for r in results)),
+        "calls": float(sum(r.stats.calls for r in results)),
+        "rejected": float(sum(r.stats.rejected for r in results)),
+    }
+    return AugmentedBatch(torch.cat(xs), torch.cat(ys), np.concatenate(src), stats)
+
+
+def _check_search(aug) -> None:
+    _check_k(aug.k)
+    if not 0 < aug.eps_default <= 1 or not 0 <= aug.eps_reset_above <= 1:
+        raise ValueError(
+            f"eps_default must lie in (0, 1] and eps_reset_above in [0, 1], got "
+            f"{aug.eps_default} and {aug.eps_reset_above}"
+        )
 
 
 @dataclass(frozen=True)
 class FVAdv(Augmenter):
-    """Up to ``k`` verifier counterexamples per queried row (the paper's +FV-Adv, §6.4).
+    """Up to ``k`` verifier counterexamples per queried row (the paper's +FV-Adv, §4.4).
 
     Per queried row x with winner c1 and runner-up c2: the search starts at the radius
     ε0 + ``schedule.step`` (ε0 = the strategy's distance when it is ≤
     ``eps_reset_above``, else ``eps_default``), seeded with the strategy's own
-    adversarial example (which counts towards k); it asks the verifier for points x' in
-    the clipped L∞ box where c2 beats c1 by ``prop.margin`` and which differ by ≥
-    ``prop.delta`` in every coordinate from every earlier one; after each proof that no
-    more exist, the box grows by ``schedule.step``, up to ``schedule.max_eps``. All
+    adversarial example (which counts towards k); it asks the verifier for points x'
+    in the clipped L∞ box where c2 beats c1 by ``prop.margin`` and which differ by ≥
+    ``prop.delta`` in every coordinate from every earlier one; after each proof that
+    no more exist, the box grows by ``schedule.step``, up to ``schedule.max_eps``. All
     queried rows of a cycle are searched together (batched). Every returned
     counterexample has been re-checked by an exact float64 forward pass.
 
     Args:
-        verifier: the backend (default: ``LirpaVerifier()``).
+        verifier: the backend answering the queries (default: the exact MILP,
+            ``MilpVerifier()``, as the paper's Marabou ``--milp``).
         k: examples per queried row, the strategy's own example included (paper: 10).
         schedule: radius growth after each proof (0.05 up to 1 in the paper).
         eps_default: start radius when the strategy gives none or one above
             ``eps_reset_above`` (0.01 and 0.5 in the paper).
         eps_reset_above: see ``eps_default``.
         budget: what the search may spend: ``work`` per queried row in the verifier's
-            unit, and ``seconds`` for the whole cycle's search as a safety net. The
-            default (1000 subdomains per row for lirpa, 120 s per cycle) plays the part
-            of the paper's per-query Marabou timeout, but counts work instead of
-            seconds, so a seed fixes the examples on any machine
-            (``benchmarks/bench_fvadv_budget.py``).
+            unit (solver calls, or subdomains for lirpa), and ``seconds`` for the whole
+            cycle's search as a safety net. Work, not seconds, ends a search, so a seed
+            fixes the examples on any machine.
         prop: the property (target class, separation rule, δ and margin).
     """
 
     kind: ClassVar[str] = "FV-Adv"
-    verifier: Verifier = field(default_factory=LirpaVerifier)
+    verifier: Verifier = field(default_factory=lambda: DEFAULT_VERIFIER())
     k: int = 10
     schedule: Schedule = field(default_factory=Schedule)
     eps_default: float = 0.01
@@ -327,7 +410,7 @@ class FVAdv(Augmenter):
     prop: Property = field(default_factory=Property)
 
     def __post_init__(self) -> None:
-        _check_k(self.k)
+        _check_search(self)
         if not isinstance(self.verifier, Verifier):
             raise ValueError(
                 f"verifier must be a dalv.verify.Verifier, got {self.verifier!r}"
@@ -344,60 +427,47 @@ class FVAdv(Augmenter):
         return dataclasses.replace(self, k=k)
 
     def generate(self, model, x, y, *, source_idx, hints=None, rng):
-        b = len(x)
-        device = model_device(model)
-        x = x.to(device)
-        eps0 = torch.full((b,), self.eps_default, dtype=torch.float64, device=device)
-        if hints is not None and hints.distance is not None:
-            e = hints.distance.value.to(device, torch.float64)
-            eps0 = torch.where(e <= self.eps_reset_above, e, eps0)
-        own = _own_examples(hints, source_idx)
-        has_own = torch.zeros(b, dtype=torch.bool, device=device)
-        x_own = x
-        if own is not None:
-            has_own, x_own = own.valid.to(device).bool(), own.x.to(device)
-        empty = x.new_empty(0, *x.shape[1:])
-        seeds = [x_own[i : i + 1] if has_own[i] else empty for i in range(b)]
-        eps = eps0 + self.schedule.step
-        need = [self.k - len(s) for s in seeds]
-        limit = self.schedule.max_eps + 1e-12
-        todo = [i for i in range(b) if need[i] > 0 and float(eps[i]) <= limit]
-        seed = int(rng.integers(2**31))
-        found: list[Tensor] = [empty] * b
-        results = []
-        if todo:
-            results = self.verifier.find_batch(
-                model,
-                x[todo],
-                eps[todo],
-                [need[i] for i in todo],
-                [seeds[i] for i in todo],
-                self.prop,
-                self.budget,
-                schedule=self.schedule,
-                seed=seed,
-            )
-            for i, res in zip(todo, results, strict=True):
-                found[i] = res.counterexamples[: need[i]]
-        xs, src, ys = [], [], []
-        for i in range(b):
-            block = torch.cat([seeds[i], found[i]])
-            xs.append(block)
-            ys.append(y[i].repeat(len(block)))
-            src.append(np.full(len(block), source_idx[i], dtype=np.int64))
-        n_own = int(has_own.sum())
-        n_new = sum(len(f) for f in found)
-        stats = {
-            "requested": float(b * self.k),
-            "found": float(n_own + n_new),
-            "own": float(n_own),
-            "fv": float(n_new),
-            "sat": float(sum(r.status == "sat" for r in results)),
-            "unsat": float(sum(r.status == "unsat" for r in results)),
-            "unknown": float(b - len(results))
-            + float(sum(r.status == "unknown" for r in results)),
-            "timeouts": float(sum(r.stats.timed_out for r in results)),
-            "calls": float(sum(r.stats.calls for r in results)),
-            "rejected": float(sum(r.stats.rejected for r in results)),
-        }
-        return AugmentedBatch(torch.cat(xs), torch.cat(ys), np.concatenate(src), stats)
+        return _search_boxes(self, self.verifier, model, x, y, source_idx, hints, rng)
+
+
+@dataclass(frozen=True)
+class PGDAdv(Augmenter):
+    """The control arm of FV-Adv: the same box, property, exclusion rule, radius
+    schedule and labels, but every example comes from projected gradient descent
+    (protocol §4.5).
+
+    The search is the batched branch and bound of ``LirpaVerifier``: CROWN bounds prove
+    a box empty (so the radius grows exactly as FV-Adv's does), and its witnesses are
+    PGD points from random starts, projected onto the box minus the exclusions. So
+    FV-Adv against PGD-Adv tells "a verifier's counterexample" from "a stronger
+    attack's example".
+
+    Args:
+        search: the PGD-plus-bounds engine (its knobs: restarts, PGD steps, ...).
+        k, schedule, eps_default, eps_reset_above, budget, prop: as for ``FVAdv``
+            (``budget.work`` counts subdomains bounded per queried row).
+    """
+
+    kind: ClassVar[str] = "PGD-Adv"
+    search: LirpaVerifier = field(default_factory=LirpaVerifier)
+    k: int = 10
+    schedule: Schedule = field(default_factory=Schedule)
+    eps_default: float = 0.01
+    eps_reset_above: float = 0.5
+    budget: Budget = field(default_factory=lambda: Budget(work=1000, seconds=120.0))
+    prop: Property = field(default_factory=Property)
+
+    def __post_init__(self) -> None:
+        _check_search(self)
+        if not isinstance(self.search, LirpaVerifier):
+            raise ValueError(f"search must be a LirpaVerifier, got {self.search!r}")
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"PGD-Adv({self.k})"
+
+    def with_k(self, k: int) -> PGDAdv:
+        return dataclasses.replace(self, k=k)
+
+    def generate(self, model, x, y, *, source_idx, hints=None, rng):
+        return _search_boxes(self, self.search, model, x, y, source_idx, hints, rng)

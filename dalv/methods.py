@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dalv.augment import Augmenter, FGSMAdv, FVAdv, NoAugment, OwnAdv
+from dalv.augment import Augmenter, FGSMAdv, FVAdv, NoAugment, OwnAdv, PGDAdv
 from dalv.strategies import (
     BADGE,
     CertifiedRadius,
@@ -99,7 +99,7 @@ class Method:
 # ------------------------------------------------------------------ the registry
 
 _FVAAL, _DFAL = FGSMDistance(), DeepFoolDistance()
-_FGSM, _FV = FGSMAdv(k=10), FVAdv(k=10)
+_FGSM, _FV, _PGD = FGSMAdv(k=10), FVAdv(k=10), PGDAdv(k=10)
 
 REGISTRY: dict[str, Method] = {
     # baselines (protocol §3)
@@ -122,6 +122,11 @@ REGISTRY: dict[str, Method] = {
     "Random+FGSM-Adv(10)": Method(Random(), _FGSM),
     "Core-set+FV-Adv(10)": Method(CoreSet(), _FV),
     "FVAAL_rand+FV-Adv(10)": Method(Mixture(), _FV),
+    # the control arm (protocol §4.5): FV-Adv's box and schedule, PGD's examples
+    "FVAAL+PGD-Adv(10)": Method(_FVAAL, _PGD),
+    "DFAL+PGD-Adv(10)": Method(_DFAL, _PGD),
+    "BADGE+PGD-Adv(10)": Method(BADGE(), _PGD),
+    "Random+PGD-Adv(10)": Method(Random(), _PGD),
     # beyond the paper: rank by a certified radius instead of an attack's
     "CertifiedRadius-No-Adv": Method(CertifiedRadius()),
     "CertifiedRadius+FV-Adv(10)": Method(CertifiedRadius(), _FV),
@@ -182,6 +187,7 @@ _TYPES: dict[str, type] = {
         OwnAdv,
         FGSMAdv,
         FVAdv,
+        PGDAdv,
         LirpaVerifier,
         MarabouVerifier,
         Property,

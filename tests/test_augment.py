@@ -7,7 +7,7 @@ import torch
 
 import dalv
 from dalv import attacks
-from dalv.augment import AugmentedBatch, FGSMAdv, FVAdv, NoAugment, OwnAdv
+from dalv.augment import AugmentedBatch, FGSMAdv, FVAdv, NoAugment, OwnAdv, PGDAdv
 from dalv.methods import Method, get
 from dalv.strategies import FGSMDistance, Random, Selection
 from dalv.verify import Budget, LirpaVerifier, MarabouVerifier
@@ -208,7 +208,8 @@ def test_fvadv_examples_are_sound_labelled_and_at_most_k(trained_mlp, pool):
 def test_fvadv_without_hints_counts_every_point(trained_mlp, pool):
     aug = FVAdv(k=2, budget=Budget(work=200))
     sel, x, y, batch = _fv(trained_mlp, pool, aug, Random(), n=3, seed=1)
-    assert batch.stats["own"] == 0 and len(batch) == batch.stats["fv"] <= 6
+    new = batch.stats["solver"] + batch.stats["pgd"]
+    assert batch.stats["own"] == 0 and len(batch) == new <= 6
     statuses = batch.stats["sat"] + batch.stats["unsat"] + batch.stats["unknown"]
     assert statuses == 3  # every queried point ends with exactly one status
 
@@ -234,6 +235,38 @@ def test_fvadv_work_budget_fixes_the_examples(trained_mlp, pool):
     assert torch.equal(a.x, b.x) and a.stats == b.stats
     assert small.stats["unknown"] > a.stats["unknown"]
     assert small.stats["found"] < a.stats["found"] == 12
+
+
+def test_pgd_adv_is_fv_adv_with_pgds_examples(trained_mlp, pool):
+    """Same box, schedule, seeds and labels; every example counted as PGD's."""
+    pgd = PGDAdv(k=3, budget=Budget(work=300))
+    fv = FVAdv(LirpaVerifier(), k=3, budget=Budget(work=300))
+    a = _fv(trained_mlp, pool, pgd, FGSMDistance(), n=4)[3]
+    b = _fv(trained_mlp, pool, fv, FGSMDistance(), n=4)[3]
+    assert torch.equal(a.x, b.x)  # the lirpa search's witnesses are PGD's
+    assert (
+        a.stats["pgd"] == a.stats["found"] - a.stats["own"] and a.stats["solver"] == 0
+    )
+    assert (
+        PGDAdv().name == "PGD-Adv(10)"
+        and PGDAdv().with_verifier(fv.verifier) == PGDAdv()
+    )
+    with pytest.raises(ValueError, match="LirpaVerifier"):
+        PGDAdv(search=MarabouVerifier())
+
+
+def test_proved_radius_steps_are_counted(trained_mlp, pool):
+    # a tiny start radius around confident points: the first boxes are proved empty
+    aug = FVAdv(
+        LirpaVerifier(),
+        k=2,
+        eps_default=0.001,
+        eps_reset_above=0.0,
+        schedule=dalv.verify.Schedule(step=0.005, max_eps=0.05),
+        budget=Budget(work=300),
+    )
+    batch = _fv(trained_mlp, pool, aug, Random(), n=3, seed=4)[3]
+    assert batch.stats["proved"] >= 1
 
 
 def test_fvadv_with_another_verifier_and_k():

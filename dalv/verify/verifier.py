@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from dalv.models import model_device, model_dtype
 from dalv.verify.box import eps_tensor
-from dalv.verify.network import check_batch, check_model, single_input
+from dalv.verify.network import check_batch, check_model, check_tensor, single_input
 from dalv.verify.property import PAPER_PROPERTY, Property
 from dalv.verify.results import SearchResult
 
@@ -44,10 +44,11 @@ class Budget:
     """How much a search may spend. ``None`` means no limit.
 
     Args:
-        work: per input, units of work a backend counts: subdomains bounded (lirpa;
-            ``None`` still stops an input after 100,000) or solver calls (the complete
-            solvers; the paper allows 1000 per point). Work does not depend on the
-            machine, so a seed fixes the answer everywhere.
+        work: per input, units of work a backend counts: subdomains bounded (lirpa; an
+            input never bounds more than ``work``, over all its radii) or solver calls
+            (the complete solvers; the paper allows 1000 per point). ``None``: no
+            limit (lirpa's memory cap ``max_live_floats`` still applies). Work does
+            not depend on the machine, so a seed fixes the answer everywhere.
         seconds: wall-clock limit of the whole call (all inputs together), for every
             backend. A safety net: when it fires, what was found so far is returned (and
             the answer then depends on the machine's speed).
@@ -98,6 +99,15 @@ class Verifier(abc.ABC):
     from the excluded points and from each other); failures are dropped and counted in
     ``stats.rejected``. Running out of budget never raises.
 
+    Inputs: ``x`` and the excluded points must be floating-point torch tensors (numpy
+    arrays are rejected with a ``ValueError``; excluded points must be finite). They
+    are detached (``requires_grad`` is allowed and ignored). The box is built around the
+    input exactly as given (a float64 ``x`` is not rounded to a float32 model's dtype
+    first); the winner and runner-up are the model's own, at ``x`` in the model dtype.
+    Each input's search is independent of the other inputs of a batch: ``find`` on one
+    input returns what ``find_batch`` returns for it, given the same seed (except where
+    ``Budget.seconds`` or a shared memory cap cuts a search short).
+
     Class attributes:
         name: the backend's name (the CLI's ``--verifier``).
         complete: whether, given unlimited budget, every answer is "sat" or "unsat".
@@ -106,6 +116,8 @@ class Verifier(abc.ABC):
 
     name: ClassVar[str] = "verifier"
     complete: ClassVar[bool] = False
+    # where its counterexamples come from: "solver" (an exact solver's answer) or "pgd"
+    witness_source: ClassVar[str] = "solver"
     supports_conv: ClassVar[bool] = False
 
     def find(
@@ -168,13 +180,16 @@ class Verifier(abc.ABC):
             seed: seed of any randomness in the backend.
 
         Returns:
-            One ``SearchResult`` per input.
+            One ``SearchResult`` per input; an empty list for an empty batch
+            (``xs`` of shape ``[0, *input_shape]``, after the arguments are checked).
 
         Raises:
             ValueError: bad arguments, shapes or layers (the message names the problem).
         """
         eps_t, ks, excl = self._validate(model, xs, eps, k, excludes)
-        xs = xs.to(device=model_device(model), dtype=model_dtype(model))
+        if xs.shape[0] == 0:
+            return []
+        xs = xs.detach().to(device=model_device(model), dtype=torch.float64)
         return self._search(model, xs, eps_t, ks, excl, prop, budget, schedule, seed)
 
     @abc.abstractmethod
@@ -190,7 +205,12 @@ class Verifier(abc.ABC):
         schedule: Schedule | None,
         seed: int,
     ) -> list[SearchResult]:
-        """The backend's search on validated arguments (xs on the model's device)."""
+        """The backend's search on validated arguments.
+
+        ``xs`` is the exact input in float64 on the model's device (``B >= 1``; the
+        backend casts it to the model dtype where it runs the model); ``excludes`` are
+        detached, finite and on the model's device.
+        """
 
     # ---- argument checks, shared by every backend ------------------------------------
 
@@ -213,7 +233,8 @@ class Verifier(abc.ABC):
         self._check_network(model)
         check_batch(model, xs)
         ks = _k_list(k, xs.shape[0])
-        if (
+        xs = xs.detach()
+        if xs.numel() and (
             not bool(torch.isfinite(xs).all())
             or float(xs.min()) < 0
             or float(xs.max()) > 1
@@ -224,36 +245,60 @@ class Verifier(abc.ABC):
         if excludes is None:
             excl = [xs.new_empty(0, *xs.shape[1:]).to(device) for _ in range(len(xs))]
         else:
+            if not isinstance(excludes, (list, tuple, Tensor)):
+                raise ValueError(
+                    "excludes must be a list of tensors (one per input), got "
+                    f"{type(excludes).__module__}.{type(excludes).__name__}"
+                )
             if len(excludes) != xs.shape[0]:
                 raise ValueError(
                     f"excludes must hold one tensor per input ({xs.shape[0]}), "
                     f"got {len(excludes)}"
                 )
             for i, ex in enumerate(excludes):
+                _check_exclude(ex, f"excludes[{i}]")
                 if ex.numel() % xs[0].numel():
                     raise ValueError(
                         f"excludes[{i}] has shape {tuple(ex.shape)}, "
                         f"not [n, *{tuple(xs.shape[1:])}]"
                     )
-            excl = [e_.to(device).reshape(-1, *xs.shape[1:]) for e_ in excludes]
-        with torch.no_grad():
-            n_classes = model(xs[:1].to(device, model_dtype(model))).shape[-1]
-        if n_classes < 2:
-            raise ValueError("the network must have at least 2 outputs")
+            excl = [
+                e_.detach().to(device).reshape(-1, *xs.shape[1:]) for e_ in excludes
+            ]
+        if xs.shape[0]:
+            with torch.no_grad():
+                n_classes = model(xs[:1].to(device, model_dtype(model))).shape[-1]
+            if n_classes < 2:
+                raise ValueError("the network must have at least 2 outputs")
         return e.to(device), ks, excl
+
+
+def _check_exclude(ex: object, name: str) -> None:
+    """Excluded points: a floating-point tensor with finite values."""
+    check_tensor(ex, name)
+    assert isinstance(ex, Tensor)
+    if not bool(torch.isfinite(ex).all()):
+        raise ValueError(f"{name} holds a value that is not finite (NaN or inf)")
 
 
 def _stack_exclude(exclude: Sequence[Tensor] | Tensor, x1: Tensor) -> Tensor:
     """Excluded points for one input as ``[n, *input_shape]``."""
     if isinstance(exclude, Tensor):
+        _check_exclude(exclude, "exclude")
         if exclude.numel() % x1.numel():
             raise ValueError(
                 f"exclude has {exclude.numel()} elements, not a multiple of the input "
                 f"size {x1.numel()}"
             )
         return exclude.to(x1.device).reshape(-1, *x1.shape)
+    if not isinstance(exclude, (list, tuple)):
+        raise ValueError(
+            "exclude must be a torch.Tensor [n, *input_shape] or a list of tensors, "
+            f"got {type(exclude).__module__}.{type(exclude).__name__}"
+        )
     items = list(exclude)
-    for e in items:
+    for i, e in enumerate(items):
+        _check_exclude(e, f"exclude[{i}]")
         if e.numel() != x1.numel():
             raise ValueError(
                 f"each excluded point must have the input's {x1.numel()} elements, "
@@ -261,7 +306,7 @@ def _stack_exclude(exclude: Sequence[Tensor] | Tensor, x1: Tensor) -> Tensor:
             )
     if not items:
         return x1.new_empty(0, *x1.shape)
-    return torch.stack([e.to(x1.device).reshape(x1.shape) for e in items])
+    return torch.stack([e.detach().to(x1.device).reshape(x1.shape) for e in items])
 
 
 def _k_list(k: int | Sequence[int], n: int) -> list[int]:
