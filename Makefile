@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dalv-installed
 
-.PHONY: setup demo test test-fast lint sync bench clean
+.PHONY: setup demo test test-fast lint sync site bench clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ lint: setup
 # Rewrite each notebook from its paired .py source (keeps the notebook's cell ids).
 sync: setup
 	$(VENV)/bin/jupytext --update --to ipynb notebooks/[0-9]*.py
+
+# Execute every chapter at its teaching setting into docs/site/ (minutes).
+site: setup
+	$(PY) docs/build_site.py
 
 test-fast: setup
 	$(PY) -m pytest -q -x tests
