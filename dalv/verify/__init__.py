@@ -32,6 +32,7 @@ from dalv.verify.compat import import_auto_lirpa
 from dalv.verify.crown import crown_bounds, interval_bounds
 from dalv.verify.lirpa import bounds, certified_radius, margin_lower_bounds
 from dalv.verify.marabou import MarabouVerifier
+from dalv.verify.milp import MilpVerifier
 from dalv.verify.property import (
     Property,
     recheck,
@@ -62,4 +63,5 @@ __all__ = [
     "Verifier",
     "LirpaVerifier",
     "MarabouVerifier",
+    "MilpVerifier",
 ]

@@ -1,0 +1,220 @@
+"""The exact solver in the paper's MILP mode: ``MilpVerifier``.
+
+Owns: ``MilpVerifier`` (tasks from the torch side, the optional process pool, the
+results); may import: torch, the standard library, ``dalv.models``, ``dalv.verify.{
+network, property, results, verifier, milp_encode, milp_search, milp_solve}``.
+
+The reference code asks Marabou with ``--milp``: a mixed-integer encoding of the query
+solved by Gurobi, one call per counterexample (protocol §4.4). This backend asks the
+same question of HiGHS (or Gurobi when ``gurobipy`` is installed and licensed), and
+answers most queries with a linear program: the MILP with every binary fixed to the
+side a candidate point lies on (``dalv.verify.milp_search``). Every returned point is a
+vertex the solver found for the exact encoding or a restriction of it, never a
+candidate; every "unsat" is a proof (by the box, CROWN's bound, or the solver's
+infeasibility certificate of a slightly looser query).
+
+Example:
+    >>> from dalv.verify import MilpVerifier
+    >>> res = MilpVerifier().find(model, x, 0.06, 9, exclude=x_fgsm)   # doctest: +SKIP
+    >>> res.status, res.stats.solver_examples, res.stats.proofs         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from dalv.models import model_dtype
+from dalv.verify.milp_encode import merge_layers
+from dalv.verify.milp_search import (
+    MilpConfig,
+    MilpOutcome,
+    MilpTask,
+    solve_task,
+    solve_tasks,
+)
+from dalv.verify.milp_solve import ENGINES, engine_name
+from dalv.verify.network import affine_relu_layers
+from dalv.verify.property import Property, recheck, winner_runner_up
+from dalv.verify.results import SearchResult, Status
+from dalv.verify.verifier import Budget, Schedule, Verifier
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MilpVerifier"]
+
+
+@dataclass(frozen=True)
+class MilpVerifier(Verifier):
+    """The paper's query as a MILP (HiGHS; Gurobi optional), one call per example.
+
+    Budget work counts solver calls per input as for Marabou (one per query, whether
+    its region LPs or its MILP answer it, and one more for the looser query that
+    confirms a proof; the paper allows 1000 per point); budget seconds limit the
+    whole call.
+
+    Args:
+        solver: ``"auto"`` (highspy if installed, else SciPy's HiGHS), ``"highs"``,
+            ``"scipy"`` or ``"gurobi"``.
+        node_limit: branch-and-bound nodes per MILP call (``None``: no limit); a MILP
+            that reaches it ends the input as "unknown".
+        warm: try the region of the last counterexample (moved out of its new
+            exclusion) and of ``x`` before anything else.
+        pgd_starts: seeded PGD starts whose regions are tried next (0: none).
+        pgd_steps: PGD steps per start.
+        bound_proofs: try CROWN's margin bound before the solver to prove a box empty.
+        boundary: ask each region LP for a point on the margin's boundary first (the
+            margin row as an equality, so the example sits at margin + 1e-4, as the
+            native Marabou engine's do), then for any point of the region.
+        workers: processes (1: in process, the default, for experiment grids that
+            already run one process per core; ``None``: ``min(B, cpu count)``).
+            Workers are forked and use one torch thread.
+    """
+
+    name: ClassVar[str] = "milp"
+    complete: ClassVar[bool] = True
+    supports_conv: ClassVar[bool] = False
+    solver: str = "auto"
+    node_limit: int | None = 500
+    warm: bool = True
+    pgd_starts: int = 4
+    pgd_steps: int = 20
+    bound_proofs: bool = True
+    boundary: bool = True
+    workers: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.solver not in ENGINES:
+            raise ValueError(f"solver must be one of {ENGINES}, got {self.solver!r}")
+        if self.node_limit is not None and self.node_limit < 1:
+            raise ValueError(f"node_limit must be >= 1 or None, got {self.node_limit}")
+        if self.pgd_starts < 0 or self.pgd_steps < 0:
+            raise ValueError("pgd_starts and pgd_steps must be >= 0")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1 or None, got {self.workers}")
+
+    def _check_network(self, model: nn.Module) -> None:
+        affine_relu_layers(model, who="the milp backend")
+
+    def config(self) -> MilpConfig:
+        """The knobs a worker needs (the solver resolved)."""
+        return MilpConfig(
+            engine_name(self.solver),
+            self.node_limit,
+            self.warm,
+            self.pgd_starts,
+            self.pgd_steps,
+            self.bound_proofs,
+            self.boundary,
+        )
+
+    def _search(self, model, xs, eps, k, excludes, prop, budget, schedule, seed):
+        deadline = None
+        if budget.seconds is not None:
+            deadline = time.monotonic() + budget.seconds
+        cfg = self.config()
+        tasks, c1, c2, C = _tasks(
+            model, xs, eps, k, excludes, prop, budget, schedule, deadline, seed
+        )
+        cap = (os.cpu_count() or 1) if self.workers is None else self.workers
+        n_workers = max(1, min(cap, len(tasks)))
+        if n_workers == 1:
+            outcomes = solve_tasks(tasks, cfg)
+        else:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            with cf.ProcessPoolExecutor(
+                max_workers=n_workers, mp_context=ctx, initializer=_one_thread
+            ) as pool:
+                outcomes = list(pool.map(solve_task, tasks, [cfg] * len(tasks)))
+        return [
+            _result(model, xs[b], out, C[b], excludes[b], prop, int(c1[b]), int(c2[b]))
+            for b, out in enumerate(outcomes)
+        ]
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _result(
+    model: nn.Module,
+    x: Tensor,
+    out: MilpOutcome,
+    C: Tensor,
+    exclude: Tensor,
+    prop: Property,
+    c1: int,
+    c2: int,
+) -> SearchResult:
+    """The torch side's last re-check of one input's witnesses, and its result."""
+    for note in out.notes:
+        logger.info("milp: %s", note)
+    dtype = model_dtype(model)
+    cand = torch.from_numpy(out.witnesses).to(device=x.device, dtype=dtype)
+    cand = cand.view(-1, *x.shape)
+    ok = recheck(model, x, out.eps, C, cand, exclude, prop)
+    dropped = int((~ok).sum())
+    cex = cand[ok]
+    exhausted = out.exhausted and dropped == 0
+    status: Status = "sat" if len(cex) else ("unsat" if exhausted else "unknown")
+    kept = tuple(
+        e for e, keep in zip(out.stats.example_eps, ok.tolist(), strict=True) if keep
+    )
+    stats = dataclasses.replace(
+        out.stats, rejected=out.stats.rejected + dropped, example_eps=kept
+    )
+    return SearchResult(status, cex, stats, exhausted, c1, c2, out.eps)
+
+
+def _tasks(
+    model: nn.Module,
+    xs: Tensor,
+    eps: Tensor,
+    k: list[int],
+    excludes: list[Tensor],
+    prop: Property,
+    budget: Budget,
+    schedule: Schedule | None,
+    deadline: float | None,
+    seed: int,
+) -> tuple[list[MilpTask], Tensor, Tensor, Tensor]:
+    """One ``MilpTask`` per input, plus ``c1``, ``c2`` and the spec matrices."""
+    layers = affine_relu_layers(model, dtype=torch.float64, who="the milp backend")
+    weights = [(a.weight.cpu().numpy(), a.bias.cpu().numpy(), a.relu) for a in layers]
+    merged = merge_layers(weights)
+    with torch.no_grad():  # the model's own classes, at x in the model dtype
+        logits = model(xs.to(model_dtype(model)))
+    n_classes = logits.shape[-1]
+    c1, c2 = winner_runner_up(logits)
+    C = prop.spec(c1, c2, n_classes, dtype=torch.float64)
+    dtype = str(torch.empty(0, dtype=model_dtype(model)).numpy().dtype)
+    tasks = []
+    for b in range(xs.shape[0]):
+        tasks.append(
+            MilpTask(
+                layers=merged,
+                weights=weights,
+                x=xs[b].flatten().to(torch.float64).cpu().numpy(),
+                eps=float(eps[b]),
+                witness_dtype=dtype,
+                spec=C[b].cpu().numpy(),
+                exclude=excludes[b].flatten(1).to(torch.float64).cpu().numpy(),
+                k=int(k[b]),
+                prop=prop,
+                deadline=deadline,
+                max_calls=budget.work,
+                schedule=schedule,
+                seed=int(seed) % 2**31,  # per input: a batch changes nothing
+            )
+        )
+    return tasks, c1, c2, C
