@@ -26,10 +26,17 @@ from torch import Tensor, nn
 from dalv.attacks import fgsm_sweep
 from dalv.models import model_device
 from dalv.strategies import OwnExamples, Selection
-from dalv.verify import Budget, LirpaVerifier, Property, Schedule, Verifier
+from dalv.verify import (
+    Budget,
+    LirpaVerifier,
+    MilpVerifier,
+    Property,
+    Schedule,
+    Verifier,
+)
 
-# The verifier FV-Adv uses unless told otherwise.
-DEFAULT_VERIFIER = LirpaVerifier
+# The verifier FV-Adv uses unless told otherwise: the paper's exact query as a MILP.
+DEFAULT_VERIFIER = MilpVerifier
 
 __all__ = [
     "AugmentedBatch",

@@ -18,12 +18,13 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser", "VERIFIERS"]
 
-from dalv.verify import LirpaVerifier, MarabouVerifier, Verifier
+from dalv.verify import LirpaVerifier, MarabouVerifier, MilpVerifier, Verifier
 
 log = logging.getLogger("dalv")
 
 
 VERIFIERS: dict[str, type[Verifier]] = {
+    "milp": MilpVerifier,
     "lirpa": LirpaVerifier,
     "marabou": MarabouVerifier,
 }
@@ -31,8 +32,9 @@ VERIFIERS: dict[str, type[Verifier]] = {
 
 
 VERIFIER_HELP = (
-    "lirpa: batched branch and bound with CROWN bounds and a PGD falsifier (GPU when "
-    "present); marabou: the complete solver the paper used, far slower"
+    "milp: the paper's query as a MILP solved by HiGHS (Gurobi when licensed), the "
+    "default; marabou: the solver the paper used, far slower; lirpa: batched branch "
+    "and bound whose examples come from PGD (GPU when present)"
 )
 
 

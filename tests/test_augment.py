@@ -10,7 +10,7 @@ from dalv import attacks
 from dalv.augment import AugmentedBatch, FGSMAdv, FVAdv, NoAugment, OwnAdv, PGDAdv
 from dalv.methods import Method, get
 from dalv.strategies import FGSMDistance, Random, Selection
-from dalv.verify import Budget, LirpaVerifier, MarabouVerifier
+from dalv.verify import Budget, LirpaVerifier, MarabouVerifier, MilpVerifier
 
 
 @pytest.fixture
@@ -223,18 +223,33 @@ def test_fvadv_bad_arguments():
         FVAdv(budget=Budget(work=0))
 
 
-def test_fvadv_work_budget_fixes_the_examples(trained_mlp, pool):
+@pytest.mark.parametrize(
+    "verifier,big,small_work",
+    [(LirpaVerifier(), 300, 20), (MilpVerifier(), 50, 2)],
+    ids=["lirpa", "milp"],
+)
+def test_fvadv_work_budget_fixes_the_examples(
+    trained_mlp, pool, verifier, big, small_work
+):
     """With the per-point work budget (not the clock) ending the search, two runs agree
-    exactly, and a smaller budget settles fewer points."""
+    exactly, and a smaller budget settles fewer points (lirpa counts subdomains, the
+    MILP solver calls)."""
 
     def gen(work):
-        aug = FVAdv(k=3, budget=Budget(work=work, seconds=None))
+        aug = FVAdv(verifier, k=3, budget=Budget(work=work, seconds=None))
         return _fv(trained_mlp, pool, aug, Random(), n=4, seed=2)[3]
 
-    a, b, small = gen(300), gen(300), gen(20)
+    a, b, small = gen(big), gen(big), gen(small_work)
     assert torch.equal(a.x, b.x) and a.stats == b.stats
     assert small.stats["unknown"] > a.stats["unknown"]
     assert small.stats["found"] < a.stats["found"] == 12
+
+
+def test_fvadv_milp_examples_are_a_solvers(trained_mlp, pool):
+    aug = FVAdv(k=3, budget=Budget(work=50))
+    batch = _fv(trained_mlp, pool, aug, FGSMDistance(), n=4)[3]
+    assert batch.stats["solver"] > 0 and batch.stats["pgd"] == 0
+    assert batch.stats["found"] == batch.stats["own"] + batch.stats["solver"]
 
 
 def test_pgd_adv_is_fv_adv_with_pgds_examples(trained_mlp, pool):
@@ -271,7 +286,7 @@ def test_proved_radius_steps_are_counted(trained_mlp, pool):
 
 def test_fvadv_with_another_verifier_and_k():
     fv = FVAdv()
-    assert isinstance(fv.verifier, LirpaVerifier) and fv.name == "FV-Adv(10)"
+    assert isinstance(fv.verifier, MilpVerifier) and fv.name == "FV-Adv(10)"
     other = fv.with_verifier(MarabouVerifier(workers=1)).with_k(3)
     assert isinstance(other.verifier, MarabouVerifier) and other.k == 3
     assert FGSMAdv().with_verifier(MarabouVerifier()) == FGSMAdv()

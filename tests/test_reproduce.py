@@ -4,7 +4,7 @@ import pytest
 from dalv import reproduce as rp
 from dalv.config import ExperimentConfig, TrainConfig
 from dalv.methods import get
-from dalv.verify import LirpaVerifier, MarabouVerifier
+from dalv.verify import MarabouVerifier, MilpVerifier
 
 
 @pytest.fixture
@@ -167,4 +167,4 @@ def test_verifier_override_reaches_the_fv_methods(tmp_path):
     assert todo[1].method.augmenter.verifier == MarabouVerifier()
     assert todo[0].method == get("Random")
     default = rp.cells(grid, runs=tmp_path)
-    assert default[1].method.augmenter.verifier == LirpaVerifier()
+    assert default[1].method.augmenter.verifier == MilpVerifier()
