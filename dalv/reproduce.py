@@ -21,7 +21,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from dalv.config import ExperimentConfig, to_dict
+from dalv.config import ExperimentConfig, ModelConfig, to_dict
 from dalv.loop import write_csv, write_json
 from dalv.methods import Method, get
 from dalv.paper import FIGURE_METHODS as PAPER_FIGURES
@@ -78,12 +78,24 @@ _SMOKE_CFG = ExperimentConfig(
     dataset="digits", n_initial=30, budget=20, n_cycles=3, candidates=300
 )
 _MNIST5K = ExperimentConfig(dataset="mnist5k")
+# The paper's published MNIST curves are matched best by 30 hidden units (the width the
+# reference code's training function defaulted to in its first commit; run names
+# suggest 32): mean RMS gap over five methods 0.018 at 30, 0.023 at 32, 0.061 at the
+# code's later default of 128 (benchmarks/bench_fidelity.py, reports/paper-mnist).
+# Fashion-MNIST was run with the same script; CIFAR-10's run names carry no width, so
+# it keeps the code's default.
+_PAPER_WIDTH = ModelConfig(hidden=30)
 _PAPER = {
-    "mnist": ExperimentConfig(dataset="mnist"),
-    "fashion-mnist": ExperimentConfig(dataset="fashion_mnist"),
+    "mnist": ExperimentConfig(dataset="mnist", model=_PAPER_WIDTH),
+    "fashion-mnist": ExperimentConfig(dataset="fashion_mnist", model=_PAPER_WIDTH),
     # CIFAR-10: n = n_init = 1000 per cycle (protocol §9)
     "cifar10": ExperimentConfig(dataset="cifar10", n_initial=1000, budget=1000),
 }
+# The figures leave out FVAAL+FGSM-Adv(10), which the claim "FV-Adv beats FGSM-Adv for
+# FVAAL" needs; the PGD-Adv arms are dalv's control (protocol §4.5).
+CONTROLS = [f"{s}+PGD-Adv(10)" for s in ("FVAAL", "DFAL", "BADGE", "Random")]
+GRID = (*FIGURE_METHODS, "FVAAL+FGSM-Adv(10)", *CONTROLS)
+FIVE = (0, 1, 2, 3, 4)
 
 _PRESETS = [
     _preset(
@@ -117,27 +129,26 @@ _PRESETS = [
     _preset(
         "demo",
         _MNIST5K,
-        ("Random", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(10)", "FVAAL"),
-        description="mnist5k, one seed: Random and FVAAL without, with FGSM and "
-        "with FV augmentation",
+        ("Random", "FVAAL-No-Adv", "FVAAL+FGSM-Adv(10)", "FVAAL", "FVAAL+PGD-Adv(10)"),
+        description="mnist5k, one seed: Random, and FVAAL without, with FGSM, with "
+        "verifier (MILP) and with PGD examples",
     ),
-    # The figures leave out FVAAL+FGSM-Adv(10), which the claim "FV-Adv beats FGSM-Adv
-    # for FVAAL" needs; it costs three FGSM cells, so the preset runs it too.
     _preset(
         "mnist5k",
         _MNIST5K,
-        (*FIGURE_METHODS, "FVAAL+FGSM-Adv(10)"),
-        (0, 1, 2),
-        "mnist5k, the twelve methods of the paper's figures and FVAAL+FGSM-Adv(10), "
-        "3 seeds",
+        GRID,
+        FIVE,
+        "mnist5k, the paper's twelve figure methods, FVAAL+FGSM-Adv(10) and the four "
+        "PGD-Adv controls, 5 seeds (--seeds 0-9 for more power)",
     ),
     *(
         _preset(
             f"paper-{key}",
             cfg,
-            FIGURE_METHODS,
-            (0, 1, 2, 3, 4),
-            f"the full paper protocol on {cfg.dataset} (5 seeds)",
+            GRID,
+            FIVE,
+            f"the paper's protocol on {cfg.dataset} (hidden {cfg.model.hidden}): its "
+            "figure methods, FVAAL+FGSM-Adv(10) and the PGD-Adv controls, 5 seeds",
         )
         for key, cfg in _PAPER.items()
     ),
