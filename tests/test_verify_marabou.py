@@ -146,14 +146,17 @@ def test_deadline_is_one_instant_for_the_whole_call(monkeypatch):
     net = random_net(3)
     xs = torch.rand(3, 5, generator=torch.Generator().manual_seed(7))
     seen = []
-    monkeypatch.setattr(mb, "solve_task", lambda t: seen.append(t) or mw.solve_task(t))
+    make = mb._Runs.task
+    monkeypatch.setattr(
+        mb._Runs, "task", lambda r, b: seen.append(make(r, b)) or seen[-1]
+    )
     before = time.monotonic()
     MarabouVerifier(workers=1).find_batch(net, xs, 0.2, 1, budget=Budget(seconds=1e4))
     assert len({t.deadline for t in seen}) == 1
     assert before + 1e4 <= seen[0].deadline <= time.monotonic() + 1e4
     late = dataclasses.replace(seen[0], deadline=time.monotonic() - 1.0)
     out = mw.solve_task(late)
-    assert out.timed_out and out.calls == 0 and not out.exhausted
+    assert out.timed_out and out.calls == 0 and not out.unsat_claim
     assert len(out.witnesses) == 0
 
 
@@ -183,6 +186,8 @@ def test_process_pool_matches_in_process():
         torch.testing.assert_close(a.counterexamples, b.counterexamples)
 
 
-def _task(net, xs, eps, excl):
-    prop, budget = Property(), Budget()
-    return mb._tasks(net, xs, eps, [1], excl, prop, budget, None, None)[0][0]
+def _task(net, xs, eps, excl, prop=None):
+    xs = xs.double()
+    prop = prop or Property()
+    runs = mb._Runs(net, xs, eps, [1], excl, prop, Budget(), None, time.monotonic())
+    return runs.task(0)

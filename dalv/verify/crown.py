@@ -1,9 +1,10 @@
 """Pure-torch output bounds (no auto_LiRPA): interval bounds and CROWN.
 
 Owns: ``interval_bounds``, ``crown_bounds``, ``crown_linear_lower``, ``LinearBound``,
-``concretize_lower``, the ReLU relaxation and back-substitution they share, and the
-specification helpers ``apply_spec_interval`` / ``check_spec``; may import: torch, the
-standard library, ``dalv.verify.{box, network}``.
+``concretize_lower``, the ReLU relaxation and back-substitution they share,
+``RoundingAllowance`` (how far rounding can move a bound) and the specification helpers
+``apply_spec_interval`` / ``check_spec``; may import: torch, the standard library,
+``dalv.verify.{box, network}``.
 
 The box of radius ``eps`` around ``x`` is ``max(0, x - eps) <= x' <= min(1, x + eps)``.
 Bounds are sound: for every ``x'`` in the box, ``lo <= C f(x') <= hi``.
@@ -21,13 +22,19 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from dalv.verify.box import input_box
-from dalv.verify.network import AffineLayer, affine_relu_layers, check_model
+from dalv.verify.network import (
+    AffineLayer,
+    affine_relu_layers,
+    check_batch,
+    check_model,
+)
 
 __all__ = [
     "interval_bounds",
@@ -37,6 +44,7 @@ __all__ = [
     "concretize_lower",
     "apply_spec_interval",
     "check_spec",
+    "RoundingAllowance",
 ]
 
 
@@ -55,6 +63,99 @@ def check_spec(C: Tensor | None, batch: int) -> None:
         raise ValueError(
             f"C must have shape [B, n_spec, n_classes], B={batch}; got {tuple(C.shape)}"
         )
+
+
+class RoundingAllowance:
+    """How far floating-point rounding can move a CROWN bound computed in ``dtype``.
+
+    A CROWN lower bound is a chain of dot products: back-substitution multiplies the
+    coefficients by each weight matrix (sums of ``fan_in`` products), the ReLU
+    relaxations add intercepts no larger than the pre-activation bounds, and the
+    concretisation sums over the input. The rounding error of a sum of ``n`` products
+    is at most ``n u`` times the sum of their absolute values (``u``: the unit roundoff
+    of ``dtype``), and every such sum of absolute values is at most the output of the
+    *absolute network* (``|W|``, ``|b|``, fed ``max(|lo|, |hi|)``), multiplied by
+    ``|C|``. Intermediate bounds off by their own rounding shift the relaxations by as
+    much again. So the first-order error of the bound is at most
+    ``(sum of fan-ins + layers + classes) u |C| M``, ``M`` the absolute network's
+    output; the allowance is eight times that (room for the second-order terms and the
+    relaxation shifts), plus ``extra`` magnitudes a caller adds (beta terms).
+
+    This is the slack a proof must clear: relative to the magnitudes the computation
+    handles, not to the bound itself, so a steep network (large activations, a margin
+    near 0) is not "proved" by rounding noise.
+
+    Args:
+        model: The network (Flatten/Linear/ReLU/Conv2d ``nn.Sequential``).
+        input_shape: Shape of one input.
+        dtype: The dtype the bound is computed in.
+    """
+
+    def __init__(
+        self, model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype
+    ) -> None:
+        self.input_shape = tuple(input_shape)
+        self.layers = []
+        ops, n_out = 0, 0
+        for layer in check_model(model, who="RoundingAllowance"):
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                w = layer.weight.detach().double().abs()
+                b = None if layer.bias is None else layer.bias.detach().double().abs()
+                ops += math.prod(w.shape[1:]) + 1
+                n_out = w.shape[0]
+                self.layers.append((layer, w, b))
+            elif isinstance(layer, nn.Flatten):
+                self.layers.append((layer, None, None))
+        d = math.prod(self.input_shape)
+        self.ops = ops + n_out + d + len(self.layers) + 16
+        self.unit = torch.finfo(dtype).eps / 2
+
+    def magnitude(self, lo: Tensor, hi: Tensor, upto: int | None = None) -> Tensor:
+        """The absolute network's output on the boxes ``[lo, hi]`` (float64).
+
+        Args:
+            lo, hi: The boxes.
+            upto: Stop after this many Linear/Conv2d layers (``None``: all).
+
+        Shapes:
+            lo, hi: ``[M, d]`` or ``[M, *input_shape]`` -> ``[M, n_out]``.
+        """
+        m = torch.maximum(lo.double().abs(), hi.double().abs())
+        m = m.reshape(-1, *self.input_shape)
+        done = 0
+        with torch.no_grad():
+            for layer, w, b in self.layers:
+                if w is None:
+                    m = layer(m)
+                    continue
+                if upto is not None and done == upto:
+                    break
+                if isinstance(layer, nn.Linear):
+                    m = nn.functional.linear(m, w, b)
+                else:
+                    args = (layer.stride, layer.padding, layer.dilation, layer.groups)
+                    m = nn.functional.conv2d(m, w, b, *args)
+                done += 1
+        return m.flatten(1)
+
+    def tolerance(self, magnitude: Tensor) -> Tensor:
+        """The allowance for values of the given magnitudes (float64)."""
+        return 8.0 * self.ops * self.unit * magnitude + torch.finfo(torch.float64).tiny
+
+    def __call__(
+        self, lo: Tensor, hi: Tensor, C: Tensor, extra: Tensor | None = None
+    ) -> Tensor:
+        """The allowance of each bound ``C f`` over each box (float64, ``[M, S]``).
+
+        Args:
+            lo, hi: The boxes.
+            C: ``[M, S, n_classes]`` specification matrices.
+            extra: ``[M, S]`` magnitudes of terms the caller added to the bound.
+        """
+        mag = (C.double().abs() @ self.magnitude(lo, hi).unsqueeze(-1)).squeeze(-1)
+        if extra is not None:
+            mag = mag + extra
+        return self.tolerance(mag)
 
 
 def interval_bounds(
@@ -80,6 +181,7 @@ def interval_bounds(
         lo, hi: ``[B, n_classes]`` or ``[B, S]``.
     """
     layers = check_model(model, who="interval_bounds")
+    check_batch(model, x)
     check_spec(C, x.shape[0])
     lo, hi = input_box(x, eps, rounding="outward")
     with torch.no_grad():
@@ -109,11 +211,11 @@ class LinearBound:
         lower: Minimum of ``A x' + c`` over the box, ``[M, S]``.
         A: Coefficients on the flattened input, ``[M, S, d]``.
         c: Constant term, ``[M, S]``.
-        hidden: Coefficients on the first ReLU layer's outputs before its relaxation,
-            ``[M, S, h]`` (``None`` for a network without hidden layer); the search
-            uses them to choose which ReLU to split.
+        hidden: Coefficients on the first layer's ReLU outputs before their
+            relaxation, ``[M, S, h]`` (``None`` when no ReLU follows the first layer);
+            the search uses them to choose which ReLU to split.
         pre: Bounds ``(l, u)`` on the first layer's pre-activations, ``[M, h]`` each
-            (after any phase split was applied), or ``None``.
+            (after any phase split was applied), or ``None`` (as ``hidden``).
     """
 
     lower: Tensor
@@ -148,20 +250,23 @@ def _backsubstitute(
 ) -> tuple[Tensor, Tensor]:
     """Push a lower bound ``lam . a_upto + const`` back to the input.
 
-    Here ``a_i = relu(z_i)``, ``z_i = W_i a_{i-1} + b_i`` and ``a_{-1} = x``; ``pre[i]``
-    bounds ``z_i``. If ``record`` is given, the coefficients on ``a_0`` (before its
-    relaxation) are appended to it.
+    Here ``z_i = W_i a_{i-1} + b_i`` with ``a_{-1} = x``, and ``a_i = relu(z_i)`` when
+    a ReLU follows layer ``i`` (``layers[i].relu``), else ``a_i = z_i`` (consecutive
+    affine layers pass the coefficients through unrelaxed). ``pre[i]`` bounds ``z_i``
+    (needed only where a ReLU follows). If ``record`` is given and a ReLU follows layer
+    0, the coefficients on ``a_0`` (before its relaxation) are appended to it.
 
     Returns:
         ``(A, c)`` with ``lam . a_upto + const >= A x + c`` on the box.
     """
     for i in range(upto, -1, -1):
-        if i == 0 and record is not None:
-            record.append(lam)
-        s_lo, s_up, b_up = _relu_relaxation(*pre[i])
-        lam_pos, lam_neg = lam.clamp(min=0), lam.clamp(max=0)
-        const = const + (lam_neg * b_up.unsqueeze(1)).sum(-1)
-        lam = lam_pos * s_lo.unsqueeze(1) + lam_neg * s_up.unsqueeze(1)
+        if layers[i].relu:
+            if i == 0 and record is not None:
+                record.append(lam)
+            s_lo, s_up, b_up = _relu_relaxation(*pre[i])
+            lam_pos, lam_neg = lam.clamp(min=0), lam.clamp(max=0)
+            const = const + (lam_neg * b_up.unsqueeze(1)).sum(-1)
+            lam = lam_pos * s_lo.unsqueeze(1) + lam_neg * s_up.unsqueeze(1)
         const = const + lam @ layers[i].bias
         lam = lam @ layers[i].weight
     return lam, const
@@ -186,23 +291,33 @@ def _affine_interval(
 def _intermediate_bounds(
     layers: list[AffineLayer], lo: Tensor, hi: Tensor, first_split: Tensor | None = None
 ) -> list[tuple[Tensor, Tensor]]:
-    """Bounds on every pre-activation that feeds a ReLU.
+    """Bounds on the pre-activations ``z_j`` of every layer but the last.
 
-    The first layer uses interval arithmetic (exact for an affine map of a box). Deeper
-    layers use IBP to find the neurons that may be unstable and CROWN for those only,
-    which is auto_LiRPA's default (``sparse_intermediate_bounds``). ``first_split``
-    (``[M, h]`` in {-1, 0, 1}) fixes the phases of first-layer ReLUs: +1 means
-    ``z >= 0`` (lower bound raised to 0), -1 means ``z <= 0`` (upper bound lowered to
-    0); such bounds hold on the part of the box where the phases hold.
+    The first layer uses interval arithmetic (exact for an affine map of a box). For a
+    deeper layer followed by a ReLU, IBP finds the neurons that may be unstable and
+    CROWN bounds those only, which is auto_LiRPA's default
+    (``sparse_intermediate_bounds``). A layer without a ReLU after it needs no
+    relaxation: its IBP bounds only feed the next layer's IBP. ``first_split``
+    (``[M, h]`` in {-1, 0, 1}, only when a ReLU follows layer 0) fixes the phases of
+    first-layer ReLUs: +1 means ``z >= 0`` (lower bound raised to 0), -1 means
+    ``z <= 0`` (upper bound lowered to 0); such bounds hold on the part of the box
+    where the phases hold.
     """
     l0, u0 = _affine_interval(layers[0], lo, hi)
     if first_split is not None:
+        if not layers[0].relu:
+            raise ValueError("first_split needs a ReLU after the first affine layer")
         l0 = torch.where(first_split > 0, l0.clamp(min=0), l0)
         u0 = torch.where(first_split < 0, u0.clamp(max=0), u0)
     pre = [(l0, u0)]
     for j in range(1, len(layers) - 1):
         lj, uj = pre[-1]
-        ibp_l, ibp_u = _affine_interval(layers[j], lj.clamp(min=0), uj.clamp(min=0))
+        if layers[j - 1].relu:
+            lj, uj = lj.clamp(min=0), uj.clamp(min=0)
+        ibp_l, ibp_u = _affine_interval(layers[j], lj, uj)
+        if not layers[j].relu:
+            pre.append((ibp_l, ibp_u))
+            continue
         unstable = (ibp_l < 0) & (ibp_u > 0)
         cols = torch.nonzero(unstable.any(0)).flatten()
         l_new, u_new = ibp_l.clone(), ibp_u.clone()
@@ -254,7 +369,10 @@ def crown_linear_lower(
     pre = _intermediate_bounds(layers, lo, hi, first_split)
     record: list[Tensor] = []
     A, c = _backsubstitute(lam, const, len(layers) - 2, layers, pre, record)
-    return LinearBound(concretize_lower(A, c, lo, hi), A, c, record[0], pre[0])
+    lower = concretize_lower(A, c, lo, hi)
+    if not layers[0].relu:  # no ReLU right after the first layer: nothing to split
+        return LinearBound(lower, A, c)
+    return LinearBound(lower, A, c, record[0], pre[0])
 
 
 def crown_bounds(
@@ -284,6 +402,7 @@ def crown_bounds(
         x: ``[B, *input_shape]``; C: ``[B, S, n_classes]``; lo, hi: ``[B, S]``.
     """
     layers = affine_relu_layers(model, dtype=dtype, who="crown_bounds")
+    check_batch(model, x)
     check_spec(C, x.shape[0])
     n_out = layers[-1].weight.shape[0]
     if C is None:

@@ -1,7 +1,9 @@
 """Output bounds through auto_LiRPA, margins and the certified radius.
 
-Owns: ``bounded_module`` (the cached auto_LiRPA ``BoundedModule``), ``bounds`` (IBP /
-CROWN / alpha-CROWN), ``margin_lower_bounds`` and ``certified_radius``; may import:
+Owns: ``bounded_module`` (the cached auto_LiRPA ``BoundedModule``), ``float64_twin``
+(a float64 copy of a model, for bounds that must be clear of float32 rounding),
+``bounds`` (IBP / CROWN / alpha-CROWN), ``margin_lower_bounds`` and
+``certified_radius``; may import:
 torch, the standard library, ``dalv.models``, ``dalv.verify.{box, compat, crown,
 network, property}`` (auto_LiRPA only through ``compat.import_auto_lirpa``, inside the
 functions that need it).
@@ -10,8 +12,14 @@ The box of radius ``eps`` around ``x`` is ``max(0, x - eps) <= x' <= min(1, x + 
 Bounds are sound: for every ``x'`` in the box, ``lo <= C f(x') <= hi``.
 
 ``bounds`` wraps the user's model in an auto_LiRPA ``BoundedModule`` (built once per
-model, input shape and device, then cached) and handles ``Conv2d`` and alpha-CROWN; the
-pure-torch versions live in ``dalv.verify.crown``.
+model, input shape, device and kind of method, then cached) and handles ``Conv2d`` and
+alpha-CROWN; the pure-torch versions live in ``dalv.verify.crown``. alpha-CROWN gets a
+``BoundedModule`` of its own (its optimised slopes are state), runs with torch's default
+dtype set to the model's (auto_LiRPA 0.3 casts its best bounds to the default dtype,
+which crashed float64 models and rounded their bounds to float32), and a call that
+raises drops its cached module, so a failure never leaves state behind for later calls.
+Bounds are computed in the model's dtype: a float32 model's bounds carry float32
+rounding (``dalv.verify.bab`` bounds a float64 twin for its proofs).
 
 Example:
     >>> lo, hi = bounds(model, x, 0.05, method="CROWN")          # doctest: +SKIP
@@ -22,10 +30,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import math
 import weakref
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
@@ -35,7 +45,7 @@ from dalv.models import model_device, model_dtype
 from dalv.verify.box import input_box
 from dalv.verify.compat import import_auto_lirpa
 from dalv.verify.crown import apply_spec_interval, check_spec
-from dalv.verify.network import check_model
+from dalv.verify.network import check_batch, check_model
 from dalv.verify.property import spec_matrix
 
 logger = logging.getLogger(__name__)
@@ -43,6 +53,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BoundMethod",
     "bounded_module",
+    "float64_twin",
     "bounds",
     "margin_lower_bounds",
     "certified_radius",
@@ -64,25 +75,32 @@ def _param_fingerprint(model: nn.Module) -> tuple:
 
 
 def bounded_module(
-    model: nn.Module, input_shape: tuple[int, ...], device: torch.device | None = None
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    device: torch.device | None = None,
+    *,
+    optimized: bool = False,
 ) -> Any:
     """The auto_LiRPA ``BoundedModule`` for ``model``, built once and cached.
 
-    The cache is keyed weakly by the model object, then by device and input shape. The
-    BoundedModule shares the model's parameter tensors, so in-place training shows up
-    without a rebuild; if a parameter is replaced (new storage), it is rebuilt.
+    The cache is keyed weakly by the model object, then by device, input shape and
+    ``optimized``. The BoundedModule shares the model's parameter tensors, so in-place
+    training shows up without a rebuild; if a parameter is replaced (new storage), it
+    is rebuilt.
 
     Args:
         model: The network.
         input_shape: Shape of one input (no batch dimension).
         device: Device (default: the model's).
+        optimized: The module for alpha-CROWN (kept apart from the one for IBP and
+            CROWN, since the optimised slopes it stores are state).
 
     Returns:
         An ``auto_LiRPA.BoundedModule``.
     """
     lirpa = import_auto_lirpa()
     device = device or model_device(model)
-    key = (str(device), tuple(input_shape))
+    key = (str(device), tuple(input_shape), bool(optimized))
     per_model = _LIRPA_CACHE.setdefault(model, {})
     fingerprint = _param_fingerprint(model)
     hit = per_model.get(key)
@@ -95,6 +113,62 @@ def bounded_module(
         bm = lirpa.BoundedModule(model, dummy, bound_opts=opts, device=device)
     per_model[key] = (bm, fingerprint)
     return bm
+
+
+def _forget(model: nn.Module, input_shape: tuple[int, ...], device, optimized: bool):
+    """Drop a cached BoundedModule (after a failed call: its state is suspect)."""
+    key = (str(device), tuple(input_shape), bool(optimized))
+    _LIRPA_CACHE.get(model, {}).pop(key, None)
+
+
+_TWINS: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+
+
+def float64_twin(model: nn.Module) -> nn.Module:
+    """A float64 copy of ``model`` holding its current parameter values.
+
+    The copy is made once per model and cached (weakly); its parameters are refreshed
+    from the model's at every call, so in-place training shows up, and the copy's own
+    ``BoundedModule`` (``bounded_module(twin, ...)``) stays valid. A float64 model is
+    its own twin.
+
+    Args:
+        model: The network.
+
+    Returns:
+        A float64 module computing the same function (in float64).
+    """
+    if model_dtype(model) == torch.float64:
+        return model
+    params = list(model.parameters())
+    twin = _TWINS.get(model)
+    if twin is not None:
+        theirs = list(twin.parameters())
+        same = len(theirs) == len(params) and all(
+            t.shape == p.shape for t, p in zip(theirs, params, strict=True)
+        )
+        if not same:
+            twin = None
+    if twin is None:
+        twin = copy.deepcopy(model).to(torch.float64).eval()
+        for t in twin.parameters():
+            t.requires_grad_(False)
+        _TWINS[model] = twin
+    with torch.no_grad():
+        for t, p in zip(twin.parameters(), params, strict=True):
+            t.copy_(p)
+    return twin
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Set torch's default dtype for a block (auto_LiRPA's optimiser reads it)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 def bounds(
@@ -118,7 +192,8 @@ def bounds(
         ``(lo, hi)``, detached, in the model's dtype, on its device.
 
     Raises:
-        ValueError: Unknown method, unsupported layer, bad ``eps`` or ``C``.
+        ValueError: Unknown method, unsupported layer, bad ``x`` (a single unbatched
+            input included: pass ``x[None]``), ``eps`` or ``C``.
         ImportError: auto_LiRPA is missing.
 
     Shapes:
@@ -128,27 +203,36 @@ def bounds(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     check_model(model, who="bounds")
+    check_batch(model, x)
     check_spec(C, x.shape[0])
     lirpa = import_auto_lirpa()
     device, dtype = model_device(model), model_dtype(model)
-    x = x.to(device=device, dtype=dtype)
-    bm = bounded_module(model, tuple(x.shape[1:]), device)
-    lo, hi = input_box(x, eps, rounding="outward")
+    # The box from the exact input (a float64 x is not rounded to float32 first).
+    lo, hi = input_box(x.detach().to(device), eps, dtype=dtype, rounding="outward")
+    x = x.detach().to(device=device, dtype=dtype)
+    optimized = method == "alpha-CROWN"
+    shape = tuple(x.shape[1:])
+    bm = bounded_module(model, shape, device, optimized=optimized)
     ptb = lirpa.PerturbationLpNorm(norm=math.inf, x_L=lo, x_U=hi)
-    bx = lirpa.BoundedTensor(x, ptb)
+    bx = lirpa.BoundedTensor(x.clamp(lo, hi), ptb)
     spec = None if (C is None or method == "IBP") else C.to(device=device, dtype=dtype)
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink):  # auto_LiRPA prints progress messages
-        if method == "alpha-CROWN":
-            kw = dict(x=(bx,), method="alpha-CROWN", C=spec)
-            lb, _ = bm.compute_bounds(**kw, bound_upper=False)
-            _, ub = bm.compute_bounds(**kw, bound_lower=False)
-        else:
-            with torch.no_grad():
-                lb, ub = bm.compute_bounds(x=(bx,), method=method, C=spec)
+    try:
+        with contextlib.redirect_stdout(sink):  # auto_LiRPA prints progress messages
+            if optimized:
+                kw = dict(x=(bx,), method="alpha-CROWN", C=spec)
+                with _default_dtype(dtype):
+                    lb, _ = bm.compute_bounds(**kw, bound_upper=False)
+                    _, ub = bm.compute_bounds(**kw, bound_lower=False)
+            else:
+                with torch.no_grad():
+                    lb, ub = bm.compute_bounds(x=(bx,), method=method, C=spec)
+    except Exception:
+        _forget(model, shape, device, optimized)
+        raise
     if sink.getvalue():
         logger.debug("auto_LiRPA: %s", sink.getvalue().strip())
-    lb, ub = lb.detach(), ub.detach()
+    lb, ub = lb.detach().to(dtype), ub.detach().to(dtype)
     if C is not None and method == "IBP":
         lb, ub = apply_spec_interval(lb, ub, C.to(device=device, dtype=dtype))
     return lb, ub
@@ -180,6 +264,7 @@ def margin_lower_bounds(
     Shapes:
         x: ``[B, *input_shape]``; c1, c2: ``[B]``.
     """
+    check_batch(model, x)
     b = x.shape[0]
     device, dtype = model_device(model), model_dtype(model)
     c1 = torch.as_tensor(c1, device=device).long().reshape(-1).expand(b)
@@ -226,10 +311,12 @@ def certified_radius(
     """
     if hi <= 0 or tol <= 0:
         raise ValueError(f"hi and tol must be > 0, got {hi} and {tol}")
+    check_model(model, who="certified_radius")
+    check_batch(model, x)
     device = model_device(model)
-    x = x.to(device, model_dtype(model))
+    x = x.detach().to(device)  # the boxes are built around the exact input
     with torch.no_grad():
-        pred = model(x).argmax(-1)
+        pred = model(x.to(model_dtype(model))).argmax(-1)
 
     def proved(eps: Tensor) -> Tensor:
         lb = margin_lower_bounds(model, x, eps, pred, method=method)

@@ -1,34 +1,47 @@
 """The paper-faithful complete backend: Marabou, one solver call per counterexample.
 
-Owns: ``MarabouVerifier`` (tasks from the torch side, the process pool, the results);
-may import: torch, the standard library, ``dalv.models``, ``dalv.verify.{network,
-property, results, verifier, marabou_worker}``, ``maraboupy`` (only to check that it is
-installed).
+Owns: ``MarabouVerifier`` (tasks from the torch side, the process pool, the
+confirmation of Marabou's UNSAT answers, the radius schedule, the results); may import:
+torch, the standard library, ``dalv.models``, ``dalv.verify.{network, property,
+results, verifier, marabou_query, marabou_worker, bab}``, ``maraboupy`` (only to check
+that it is installed).
 
 Each input becomes a ``MarabouTask`` (numpy arrays only) that a worker solves with the
-paper's loop (``dalv.verify.marabou_worker``). ``Budget.work`` caps the solver calls per
-input (the paper allows 1000); ``Budget.seconds`` is one absolute deadline for the
-whole call, shared by every worker, so inputs still queued when it passes end at once
-as "unknown". Every witness is re-checked once more here, in torch, by
-``dalv.verify.property.recheck``.
+paper's loop on one box (``dalv.verify.marabou_worker``). ``Budget.work`` caps the
+solver calls per input (the paper allows 1000); ``Budget.seconds`` is one absolute
+deadline for the whole call, shared by every worker, so inputs still queued when it
+passes end at once as "unknown". Every witness is re-checked once more here, in torch,
+by ``dalv.verify.property.recheck``.
+
+**Confirmed UNSAT.** Marabou's UNSAT is not trusted on its own: near the margin or on
+tiny boxes its floating-point bound tightening sometimes cuts away a thin region that
+holds counterexamples (tests/test_verify_marabou.py has such a query). A worker's unsat
+claim is therefore confirmed by an independent sound method, the ``lirpa`` branch and
+bound (float64 CROWN with a rounding allowance, ``dalv.verify.bab``), on the same box,
+exclusions and property, with ``confirm_work`` subdomains: if it proves the claim, the
+answer is "unsat" (or, under a ``Schedule``, the box grows and the solver loop goes on);
+if it finds a counterexample, that re-checked point is kept and the solver loop goes on;
+otherwise the answer is "unknown". Confirmations run between rounds, batched over the
+inputs that made a claim.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import multiprocessing
+import multiprocessing.connection as mp_connection
 import os
 import time
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from dalv.models import model_dtype
+from dalv.verify.bab import LirpaVerifier
 from dalv.verify.marabou_query import MarabouTask
-from dalv.verify.marabou_worker import solve_task
+from dalv.verify.marabou_worker import MarabouOutcome, solve_task
 from dalv.verify.network import affine_relu_layers
 from dalv.verify.property import Property, recheck, winner_runner_up
 from dalv.verify.results import SearchResult, SearchStats, Status
@@ -41,111 +54,349 @@ __all__ = ["MarabouVerifier"]
 
 @dataclass(frozen=True)
 class MarabouVerifier(Verifier):
-    """The paper's complete solver, Marabou, in process: one call per counterexample.
+    """The paper's complete solver, Marabou: one call per counterexample.
 
-    Inputs are solved in a pool of ``workers`` processes. Budget work is counted in
+    Inputs are solved by up to ``workers`` worker processes. Budget work is counted in
     solver calls per input (the paper allows 1000); budget seconds limit the whole
     call. Workers are forked: that starts them at once and does not re-run the
     caller's script (spawn does, which breaks scripts without a ``__main__`` guard);
     they only run numpy and Marabou, never torch. Where fork is unavailable, spawn is
-    used.
+    used. With one worker and no ``Budget.seconds`` the solver runs in process; with
+    ``Budget.seconds`` set, every solver loop runs in a process, so that a Marabou call
+    that hangs past the deadline (it does not always honour its own timeout) can be
+    killed. Every UNSAT answer of the solver is confirmed by the ``lirpa`` branch and
+    bound before it is reported (see the module docstring); a claim it can neither
+    prove nor refute within ``confirm_work`` subdomains ends as "unknown".
 
     Args:
-        workers: solver processes (``None``: ``min(B, cpu count)``; 1: in process).
+        workers: solver processes (``None``: ``min(B, cpu count)``; 1: one at a time).
+        confirm_work: subdomains the confirmation of one UNSAT answer may bound.
     """
 
     name: ClassVar[str] = "marabou"
     complete: ClassVar[bool] = True
     workers: int | None = None
+    confirm_work: int = 20_000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.confirm_work, bool) or not self.confirm_work >= 1:
+            raise ValueError(f"confirm_work must be >= 1, got {self.confirm_work!r}")
 
     def _check_network(self, model: nn.Module) -> None:
         affine_relu_layers(model, who="the marabou backend")
 
     def _search(self, model, xs, eps, k, excludes, prop, budget, schedule, seed):
-        deadline = None
-        if budget.seconds is not None:
-            deadline = time.monotonic() + budget.seconds
+        t0 = time.monotonic()
+        deadline = None if budget.seconds is None else t0 + budget.seconds
         try:
             import maraboupy  # noqa: F401, PLC0415 - optional dependency
         except ImportError as err:
             hint = "the marabou backend needs maraboupy: pip install maraboupy"
             raise ImportError(hint) from err
-        tasks, c1, c2, C = _tasks(
-            model, xs, eps, k, excludes, prop, budget, schedule, deadline
-        )
+        runs = _Runs(model, xs, eps, k, excludes, prop, budget, deadline, t0)
         cap = (os.cpu_count() or 1) if self.workers is None else self.workers
-        n_workers = max(1, min(cap, len(tasks)))
-        if n_workers == 1:
-            outcomes = [solve_task(t) for t in tasks]
-        else:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-                outcomes = list(pool.map(solve_task, tasks))
-        results = []
-        dtype = model_dtype(model)
-        for b, out in enumerate(outcomes):
-            for note in out.notes:
-                logger.info("marabou, input %d: %s", b, note)
-            cand = torch.from_numpy(out.witnesses).to(device=xs.device, dtype=dtype)
-            cand = cand.view(-1, *xs.shape[1:])
-            ok = recheck(model, xs[b], out.eps, C[b], cand, excludes[b], prop)
-            dropped = int((~ok).sum())
-            cex = cand[ok]
-            exhausted = out.exhausted and dropped == 0
-            status: Status = (
-                "sat" if len(cex) else ("unsat" if exhausted else "unknown")
-            )
-            rejected = out.rejected + dropped
-            stats = SearchStats(
-                out.calls, out.tree_states, out.seconds, rejected, out.timed_out
-            )
-            cls = (int(c1[b]), int(c2[b]))
-            results.append(SearchResult(status, cex, stats, exhausted, *cls, out.eps))
+        n_workers = max(1, min(cap, len(runs.rows)))
+        with _Workers(n_workers, killable=deadline is not None) as workers:
+            pending = list(range(len(runs.rows)))
+            while pending:
+                tasks = [runs.task(b) for b in pending]
+                outcomes = workers.run(tasks, deadline)
+                answered = zip(pending, outcomes, strict=True)
+                claims = [b for b, out in answered if runs.absorb(b, out)]
+                pending = self._confirm(runs, claims, schedule, seed)
+        return runs.results()
+
+    def _confirm(
+        self,
+        runs: _Runs,
+        claims: list[int],
+        schedule: Schedule | None,
+        seed: int,
+    ) -> list[int]:
+        """Check the solver's unsat claims independently; return the inputs whose
+        solver loop goes on (a grown box, or a refuted claim with witnesses wanted)."""
+        if not claims:
+            return []
+        remaining = runs.time_left()
+        if remaining is not None and remaining <= 0:
+            for b in claims:
+                runs.rows[b].stop(timed_out=True, note="no time left to confirm UNSAT")
+            return []
+        rows = [runs.rows[b] for b in claims]
+        checker = LirpaVerifier()
+        answers = checker.find_batch(
+            runs.model,
+            runs.xs[claims],
+            torch.tensor([r.eps for r in rows], dtype=torch.float64),
+            1,
+            [runs.excluded(b) for b in claims],
+            runs.prop,
+            Budget(work=self.confirm_work, seconds=remaining),
+            seed=seed,
+        )
+        again = []
+        for b, row, ans in zip(claims, rows, answers, strict=True):
+            row.confirm_subdomains += ans.stats.subdomains
+            if ans.status == "unsat":
+                grow = schedule is not None and (
+                    row.eps + schedule.step <= schedule.max_eps + 1e-12
+                )
+                if grow:
+                    row.eps += schedule.step
+                    again.append(b)
+                else:
+                    row.stop(exhausted=True)
+            elif ans.status == "sat":
+                row.notes.append(
+                    f"Marabou answered UNSAT at eps={row.eps:g} but the independent "
+                    "check found a counterexample; kept it and went on"
+                )
+                kept = len(row.found)
+                runs.add(b, ans.counterexamples)
+                if len(row.found) == kept:  # cannot happen (same re-check); be safe
+                    row.stop(note="the confirmation's counterexample was rejected")
+                elif row.need() > 0 and runs.budget_left(b):
+                    again.append(b)
+                else:
+                    row.stop()
+            else:
+                row.stop(
+                    timed_out=ans.stats.timed_out,
+                    note=(
+                        f"Marabou answered UNSAT at eps={row.eps:g}; the independent "
+                        f"check could not confirm it within {self.confirm_work} "
+                        "subdomains: unknown"
+                    ),
+                )
+        return again
+
+
+# How long past the deadline a worker may take to return before it is stopped (Marabou
+# does not always honour its own timeout: some queries at the margin boundary hang).
+_GRACE = 2.0
+
+
+class _Workers:
+    """Runs solver loops: in process, or each in a forked worker process.
+
+    Processes are used for ``n > 1`` or whenever the call has a deadline
+    (``killable``): a Marabou call does not always honour its own timeout (some queries
+    at the margin boundary hang, and Marabou ignores SIGTERM there), and only a process
+    can be stopped. A worker that has not returned ``_GRACE`` seconds after the
+    deadline is killed; its input ends as timed out, keeping what earlier rounds found.
+    At most ``n`` workers run at a time.
+    """
+
+    def __init__(self, n: int, killable: bool) -> None:
+        self.n, self.use_processes = n, n > 1 or killable
+        methods = multiprocessing.get_all_start_methods()
+        self.ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(
+        self, tasks: list[MarabouTask], deadline: float | None
+    ) -> list[MarabouOutcome | None]:
+        """The outcome of each task (``None``: stopped at the deadline)."""
+        if not self.use_processes:
+            return [solve_task(t) for t in tasks]
+        results: list[MarabouOutcome | None] = [None] * len(tasks)
+        queue = list(range(len(tasks)))
+        running: dict[int, tuple[Any, Any]] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < self.n:
+                    i = queue.pop(0)
+                    recv, send = self.ctx.Pipe(duplex=False)
+                    proc = self.ctx.Process(
+                        target=_solve_in_child, args=(send, tasks[i]), daemon=True
+                    )
+                    proc.start()
+                    send.close()
+                    running[i] = (proc, recv)
+                wait = None
+                if deadline is not None:
+                    wait = max(0.0, deadline - time.monotonic()) + _GRACE
+                conns = {id(r): i for i, (_, r) in running.items()}
+                ready = mp_connection.wait([r for _, r in running.values()], wait)
+                if not ready:  # past the deadline: the rest end as timed out
+                    queue.clear()
+                    break
+                for conn in ready:
+                    i = conns[id(conn)]
+                    proc, recv = running.pop(i)
+                    try:
+                        results[i] = recv.recv()
+                    except EOFError:  # the worker died
+                        results[i] = None
+                    recv.close()
+                    proc.join()
+        finally:
+            for proc, recv in running.values():
+                proc.kill()
+                proc.join()
+                recv.close()
         return results
 
 
-def _tasks(
-    model: nn.Module,
-    xs: Tensor,
-    eps: Tensor,
-    k: list[int],
-    excludes: list[Tensor],
-    prop: Property,
-    budget: Budget,
-    schedule: Schedule | None,
-    deadline: float | None,
-) -> tuple[list[MarabouTask], Tensor, Tensor, Tensor]:
-    """One ``MarabouTask`` per input, plus ``c1``, ``c2`` and the spec matrices.
+def _solve_in_child(conn: Any, task: MarabouTask) -> None:
+    """A worker process: solve one task and send the outcome back."""
+    try:
+        conn.send(solve_task(task))
+    finally:
+        conn.close()
 
-    Args:
-        model, xs, eps, k, excludes, prop, schedule: As ``Verifier._search`` gets them.
-        budget: Its ``work`` is each task's number of solver calls.
-        deadline: The absolute ``time.monotonic()`` end of the whole call, or ``None``.
-    """
-    layers = affine_relu_layers(model, dtype=torch.float64, who="the marabou backend")
-    weights = [(a.weight.cpu().numpy(), a.bias.cpu().numpy(), a.relu) for a in layers]
-    with torch.no_grad():
-        logits = model(xs)
-    n_classes = logits.shape[-1]
-    c1, c2 = winner_runner_up(logits)
-    C = prop.spec(c1, c2, n_classes)
-    dtype = str(torch.empty(0, dtype=model_dtype(model)).numpy().dtype)
-    tasks = []
-    for b in range(xs.shape[0]):
-        task = MarabouTask(
-            weights=weights,
-            x=xs[b].flatten().to(torch.float64).cpu().numpy(),
-            eps=float(eps[b]),
-            witness_dtype=dtype,
-            c1=int(c1[b]),
-            rivals=prop.rivals(int(c1[b]), int(c2[b]), n_classes),
-            exclude=excludes[b].flatten(1).to(torch.float64).cpu().numpy(),
-            k=int(k[b]),
-            prop=prop,
-            deadline=deadline,
-            max_calls=budget.work,
-            schedule=schedule,
+
+@dataclass
+class _Row:
+    """One input's search across rounds (solver loops and confirmations)."""
+
+    eps: float
+    k: int
+    found: list[Tensor] = field(default_factory=list)
+    calls: int = 0
+    states: int = 0
+    rejected: int = 0
+    confirm_subdomains: int = 0
+    timed_out: bool = False
+    exhausted: bool = False
+    done: bool = False
+    finished_at: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def need(self) -> int:
+        return self.k - len(self.found)
+
+    def stop(
+        self, *, exhausted: bool = False, timed_out: bool = False, note: str = ""
+    ) -> None:
+        self.done, self.exhausted = True, exhausted
+        self.timed_out = self.timed_out or timed_out
+        self.finished_at = time.monotonic()
+        if note:
+            self.notes.append(note)
+
+
+class _Runs:
+    """The inputs of one ``find_batch``: their tasks, witnesses and results."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        xs: Tensor,
+        eps: Tensor,
+        k: list[int],
+        excludes: list[Tensor],
+        prop: Property,
+        budget: Budget,
+        deadline: float | None,
+        t0: float,
+    ) -> None:
+        self.model, self.xs, self.prop, self.budget = model, xs, prop, budget
+        self.excludes, self.deadline, self.t0 = excludes, deadline, t0
+        layers = affine_relu_layers(
+            model, dtype=torch.float64, who="the marabou backend"
         )
-        tasks.append(task)
-    return tasks, c1, c2, C
+        self.weights = [
+            (a.weight.cpu().numpy(), a.bias.cpu().numpy(), a.relu) for a in layers
+        ]
+        self.dtype = model_dtype(model)
+        with torch.no_grad():
+            logits = model(xs.to(self.dtype))
+        self.n_classes = logits.shape[-1]
+        self.c1, self.c2 = winner_runner_up(logits)
+        self.C = prop.spec(self.c1, self.c2, self.n_classes)
+        self.witness_dtype = str(torch.empty(0, dtype=self.dtype).numpy().dtype)
+        self.rows = [_Row(float(e), int(n)) for e, n in zip(eps, k, strict=True)]
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def budget_left(self, b: int) -> bool:
+        work = self.budget.work
+        return work is None or self.rows[b].calls < work
+
+    def excluded(self, b: int) -> Tensor:
+        """The given excluded points of input ``b`` and its witnesses so far."""
+        found = self.rows[b].found
+        given = self.excludes[b].to(torch.float64)  # exactly as given
+        if not found:
+            return given
+        mine = torch.stack(found).to(torch.float64).view(-1, *given.shape[1:])
+        return torch.cat([given, mine])
+
+    def task(self, b: int) -> MarabouTask:
+        """The solver loop of input ``b`` on its current box."""
+        row, work = self.rows[b], self.budget.work
+        return MarabouTask(
+            weights=self.weights,
+            x=self.xs[b].flatten().to(torch.float64).cpu().numpy(),
+            eps=row.eps,
+            witness_dtype=self.witness_dtype,
+            c1=int(self.c1[b]),
+            rivals=self.prop.rivals(int(self.c1[b]), int(self.c2[b]), self.n_classes),
+            exclude=self.excluded(b).flatten(1).to(torch.float64).cpu().numpy(),
+            k=row.need(),
+            prop=self.prop,
+            deadline=self.deadline,
+            max_calls=None if work is None else work - row.calls,
+        )
+
+    def add(self, b: int, cand: Tensor) -> int:
+        """Re-check candidates of input ``b`` (torch, float64); keep those that pass."""
+        row = self.rows[b]
+        cand = cand.to(device=self.xs.device, dtype=self.dtype)
+        cand = cand.view(-1, *self.xs.shape[1:])
+        C = self.C[b]
+        ok = recheck(
+            self.model, self.xs[b], row.eps, C, cand, self.excluded(b), self.prop
+        )
+        row.found.extend(c.clone() for c in cand[ok][: max(row.need(), 0)])
+        dropped = int((~ok).sum())
+        row.rejected += dropped
+        return dropped
+
+    def absorb(self, b: int, out: MarabouOutcome | None) -> bool:
+        """Take a worker's outcome; return whether it claims UNSAT (to confirm)."""
+        row = self.rows[b]
+        if out is None:
+            note = "the solver did not return by the deadline; its worker was stopped"
+            row.stop(timed_out=True, note=note)
+            return False
+        for note in out.notes:
+            row.notes.append(note)
+        row.calls += out.calls
+        row.states += out.tree_states
+        row.rejected += out.rejected
+        dropped = self.add(b, torch.from_numpy(out.witnesses))
+        if out.unsat_claim and dropped == 0 and row.need() > 0:
+            return True
+        row.stop(timed_out=out.timed_out)
+        return False
+
+    def results(self) -> list[SearchResult]:
+        out = []
+        for b, row in enumerate(self.rows):
+            for note in row.notes:
+                logger.info("marabou, input %d: %s", b, note)
+            if row.found:
+                cex = torch.stack(row.found).view(-1, *self.xs.shape[1:])
+            else:
+                cex = torch.empty(
+                    0, *self.xs.shape[1:], dtype=self.dtype, device=self.xs.device
+                )
+            exhausted = row.exhausted and row.done
+            status: Status = (
+                "sat" if len(cex) else ("unsat" if exhausted else "unknown")
+            )
+            seconds = row.finished_at - self.t0
+            stats = SearchStats(
+                row.calls, row.states, seconds, row.rejected, row.timed_out
+            )
+            cls = (int(self.c1[b]), int(self.c2[b]))
+            out.append(SearchResult(status, cex, stats, exhausted, *cls, row.eps))
+        return out

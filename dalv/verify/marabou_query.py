@@ -2,8 +2,8 @@
 
 Owns: ``MarabouTask`` (one input's question, numpy only), ``Box`` (the clipped box in
 numpy, with inward-rounded witness corners), ``build_query`` and the exclusion
-disjunctions; may import: numpy, the standard library, ``dalv.verify.{box, property,
-verifier}``, ``maraboupy`` (inside ``build_query``).
+disjunctions; may import: numpy, the standard library, ``dalv.verify.{box, property}``,
+``maraboupy`` (inside ``build_query``).
 
 The query (no ONNX round trip):
 
@@ -30,7 +30,6 @@ import numpy as np
 
 from dalv.verify.box import clip_box, round_down, round_up
 from dalv.verify.property import Property
-from dalv.verify.verifier import Schedule
 
 __all__ = ["Box", "MarabouTask", "Weights", "build_query"]
 
@@ -54,8 +53,8 @@ class MarabouTask:
         deadline: ``time.monotonic()`` instant at which the whole call ends (``None``:
             no limit). The monotonic clock is system-wide on the platforms that fork,
             so every worker reads the same instant.
-        max_calls: Solver calls allowed (``Budget.work``; ``None``: no limit).
-        schedule: Radius growth after a proof (``None``: no growth).
+        max_calls: Solver calls allowed (what is left of ``Budget.work``; ``None``:
+            no limit).
     """
 
     weights: Weights
@@ -69,7 +68,6 @@ class MarabouTask:
     prop: Property
     deadline: float | None = None
     max_calls: int | None = None
-    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What runs in a Marabou worker: the paper's solver loop for one input.
+"""What runs in a Marabou worker: the paper's solver loop for one input, one box.
 
 Owns: ``MarabouOutcome``, ``solve_task`` (and the witness check it
 uses); may import: numpy, the standard library, ``dalv.verify.{marabou_query, property,
@@ -14,9 +14,15 @@ As in the paper's loop, one solver call yields one counterexample, which then jo
 exclusions of the next call. Witnesses sit on the constraint boundary, so each call asks
 for a slightly stricter margin and distance (``+1e-4``, ``+2e-5``) and the witness is
 re-checked in float64 against the requested ones. An UNSAT answer to the stricter query
-is confirmed on a slightly looser one before it counts as a proof. A solver TIMEOUT (or
-any other exit code), the absolute deadline of the whole call, or the task's budget of
-solver calls makes the answer "unknown"; what was found so far is kept.
+is asked again on a slightly looser one; if that is UNSAT too, the loop ends with an
+*unsat claim*, which is not a proof: Marabou's own UNSAT is sometimes wrong (its
+floating-point bound tightening can cut away a thin region that holds counterexamples;
+loosening the margin by 1e-6 does not help, because the error is relative to the
+solver's internal tolerances on every variable, amplified by the network). The caller
+(``dalv.verify.marabou``) confirms each claim with an independent sound method before it
+reports "unsat", and grows the box under a schedule. A solver TIMEOUT (or any other
+exit code), the absolute deadline of the whole call, or the task's budget of solver
+calls makes the answer "unknown"; what was found so far is kept.
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ class MarabouOutcome:
 
     Attributes:
         witnesses: ``[m, d]`` re-checked points in the witness dtype.
-        exhausted: The last call proved that no further counterexample exists.
+        unsat_claim: The solver answered UNSAT (strict and loose query) for the box
+            minus the exclusions and the witnesses found: a claim to confirm, not a
+            proof.
         timed_out: The loop stopped on a timeout.
         calls: Solver calls made.
         tree_states: Search-tree states Marabou visited, summed over calls.
@@ -52,11 +60,11 @@ class MarabouOutcome:
         seconds: Wall-clock seconds of the loop.
         last_code: Marabou's last exit code.
         notes: Human-readable remarks (logged by the caller).
-        eps: The radius of the last box searched.
+        eps: The radius of the box searched.
     """
 
     witnesses: np.ndarray
-    exhausted: bool
+    unsat_claim: bool
     timed_out: bool
     calls: int
     tree_states: int
@@ -101,10 +109,9 @@ def _check(task: MarabouTask, box: Box, w: np.ndarray, exclude: np.ndarray) -> b
 
 
 def solve_task(task: MarabouTask) -> MarabouOutcome:
-    """Run the paper's loop for one input: one Marabou call per counterexample.
-
-    With ``task.schedule`` set, a proof that the box holds no more counterexamples
-    moves the search to the box of radius ``eps + step`` (up to ``max_eps``).
+    """Run the paper's loop for one input and one box: one Marabou call per
+    counterexample, until ``task.k`` are found, the solver claims that no more exist
+    (``unsat_claim``), or a limit stops it.
 
     Args:
         task: The input's task.
@@ -119,7 +126,7 @@ def solve_task(task: MarabouTask) -> MarabouOutcome:
     box = Box.around(task.x, eps, task.witness_dtype)
     found: list[np.ndarray] = []
     counts = {"calls": 0, "states": 0}
-    rejected, exhausted, timed_out, code = 0, False, False, ""
+    rejected, claim, timed_out, code = 0, False, False, ""
     notes: list[str] = []
 
     def attempt(margin: float, delta: float) -> tuple[str, np.ndarray | None]:
@@ -145,12 +152,7 @@ def solve_task(task: MarabouTask) -> MarabouOutcome:
             loose = (max(prop.margin - _LOOSE, 0.0), max(prop.delta - _LOOSE, 0.0))
             code, w = attempt(*loose)
             if code == "unsat":
-                grow = task.schedule
-                if grow is not None and eps + grow.step <= grow.max_eps + 1e-12:
-                    eps += grow.step
-                    box = Box.around(task.x, eps, task.witness_dtype)
-                    continue
-                exhausted = True
+                claim = True
                 break
         if code != "sat" or w is None:
             timed_out = code == "TIMEOUT"
@@ -168,7 +170,7 @@ def solve_task(task: MarabouTask) -> MarabouOutcome:
     seconds = time.monotonic() - t0
     return MarabouOutcome(
         wit,
-        exhausted,
+        claim,
         timed_out,
         counts["calls"],
         counts["states"],

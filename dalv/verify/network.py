@@ -1,13 +1,21 @@
 """What the verifiers need to know about a network: its layers and a float64 forward.
 
-Owns: layer validation, the affine/ReLU view of a network, ``forward64`` and the
-handling of input shapes; may import: torch, the standard library. (A model's device
-and dtype are read by ``dalv.models.model_device`` / ``model_dtype``.)
+Owns: layer validation, the affine/ReLU view of a network, ``forward64``, the handling
+of input shapes and the checks of tensor arguments; may import: torch, the standard
+library. (A model's device and dtype are read by ``dalv.models.model_device`` /
+``model_dtype``.)
 
 The verifiers accept ``nn.Sequential`` stacks of ``Flatten``, ``Linear``, ``ReLU`` and
-``Conv2d`` (nested ``Sequential`` blocks are flattened). The auto_LiRPA bounds and the
-``lirpa`` counterexample search handle all four; the Marabou backend and the pure-torch
-CROWN need the affine/ReLU form (no ``Conv2d``), which ``affine_relu_layers`` extracts.
+``Conv2d`` (nested ``Sequential`` blocks are flattened) that end with a ``Linear`` or
+``Conv2d`` (the logits: a final ``ReLU`` is rejected by every entry point). A ``Conv2d``
+must have ``dilation=1``, ``groups=1``, ``padding_mode="zeros"`` and numeric padding:
+auto_LiRPA 0.3 bounds dilated and grouped convolutions unsoundly and crashes on the
+other padding modes, so ``check_model`` rejects them by name before any bound is
+computed. The auto_LiRPA bounds and the ``lirpa`` counterexample search handle all four
+layer types; the Marabou backend and the pure-torch CROWN need the affine/ReLU form (no
+``Conv2d``), which ``affine_relu_layers`` extracts. Consecutive ``Linear`` layers
+without a ``ReLU`` between them are allowed everywhere (``AffineLayer.relu`` says where
+a ReLU follows).
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ __all__ = [
     "check_model",
     "affine_relu_layers",
     "forward64",
+    "fold_leading_affine",
     "single_input",
     "check_batch",
+    "check_tensor",
 ]
 
 SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (
@@ -84,8 +94,9 @@ def check_model(
         The leaf layers in order.
 
     Raises:
-        ValueError: A layer type is not supported (the message names it), or the
-            network has no Linear/Conv2d layer.
+        ValueError: A layer type is not supported (the message names it), a
+            ``Conv2d`` option is not supported (dilation, groups, padding mode, string
+            padding), the network ends with a ReLU, or it has no Linear/Conv2d layer.
     """
     layers = list(leaf_layers(model))
     for i, layer in enumerate(layers):
@@ -94,14 +105,48 @@ def check_model(
                 f"{who} does not support layer {i} of type {type(layer).__name__}; "
                 "supported: Flatten, Linear, ReLU, Conv2d"
             )
-        if isinstance(layer, nn.Conv2d) and not allow_conv:
-            raise ValueError(
-                f"{who} does not support layer {i} of type Conv2d (use the auto_LiRPA "
-                "bounds or backend='lirpa' for convolutional networks)"
-            )
+        if isinstance(layer, nn.Conv2d):
+            if not allow_conv:
+                raise ValueError(
+                    f"{who} does not support layer {i} of type Conv2d (use the "
+                    "auto_LiRPA bounds or backend='lirpa' for convolutional networks)"
+                )
+            _check_conv(layer, i, who)
     if not any(isinstance(layer, (nn.Linear, nn.Conv2d)) for layer in layers):
         raise ValueError(f"{who} needs at least one Linear or Conv2d layer")
+    prev = None  # the last layer that is not a Flatten
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.ReLU) and not isinstance(prev, (nn.Linear, nn.Conv2d)):
+            raise ValueError(
+                f"{who}: the ReLU at layer {i} must follow a Linear or Conv2d layer"
+            )
+        if not isinstance(layer, nn.Flatten):
+            prev = layer
+    last = [layer for layer in layers if not isinstance(layer, nn.Flatten)][-1]
+    if isinstance(last, nn.ReLU):
+        raise ValueError(
+            f"{who}: the network must end with a Linear or Conv2d layer (the logits); "
+            "a final ReLU is not supported (drop it: it clips the logits at 0)"
+        )
     return layers
+
+
+def _check_conv(layer: nn.Conv2d, i: int, who: str) -> None:
+    """Reject the Conv2d options auto_LiRPA 0.3 bounds unsoundly or cannot handle."""
+    bad = []
+    if tuple(layer.dilation) != (1, 1):
+        bad.append(f"dilation={tuple(layer.dilation)}")
+    if layer.groups != 1:
+        bad.append(f"groups={layer.groups}")
+    if layer.padding_mode != "zeros":
+        bad.append(f"padding_mode={layer.padding_mode!r}")
+    if isinstance(layer.padding, str):
+        bad.append(f"padding={layer.padding!r}")
+    if bad:
+        raise ValueError(
+            f"{who} does not support Conv2d layer {i} with {', '.join(bad)}; "
+            "supported: dilation=1, groups=1, padding_mode='zeros' and integer padding"
+        )
 
 
 def affine_relu_layers(
@@ -110,7 +155,8 @@ def affine_relu_layers(
     """The network as a chain of affine maps, each optionally followed by a ReLU.
 
     ``Flatten`` is dropped (callers flatten the inputs). The last affine map produces
-    the logits and must not be followed by a ReLU.
+    the logits (``check_model`` rejects a final ReLU); an affine map may be followed by
+    another without a ReLU between them (``relu=False``).
 
     Args:
         model: A Flatten/Linear/ReLU ``nn.Sequential``.
@@ -122,10 +168,10 @@ def affine_relu_layers(
 
     Raises:
         ValueError: ``Conv2d`` or another unsupported layer, a ReLU that does not follow
-            a Linear, or a ReLU after the last Linear.
+            a Linear, or a ReLU after the last Linear (see ``check_model``).
     """
     out: list[AffineLayer] = []
-    for i, layer in enumerate(check_model(model, allow_conv=False, who=who)):
+    for layer in check_model(model, allow_conv=False, who=who):
         if isinstance(layer, nn.Linear):
             w = layer.weight.detach().to(dtype)
             if layer.bias is None:
@@ -133,13 +179,33 @@ def affine_relu_layers(
             else:
                 b = layer.bias.detach().to(dtype)
             out.append(AffineLayer(w, b, relu=False))
-        elif isinstance(layer, nn.ReLU):
-            if not out or out[-1].relu:
-                raise ValueError(f"{who}: the ReLU at layer {i} must follow a Linear")
+        elif isinstance(layer, nn.ReLU):  # check_model: it follows a Linear
             out[-1] = AffineLayer(out[-1].weight, out[-1].bias, relu=True)
-    if out[-1].relu:
-        raise ValueError(f"{who}: the network must end with a Linear (the logits)")
     return out
+
+
+def fold_leading_affine(layers: list[AffineLayer]) -> list[AffineLayer]:
+    """Merge the affine layers before the first ReLU into one (float64 products).
+
+    After folding, ``layers[0]`` is followed by a ReLU unless the network has none (then
+    one affine layer is left), so the pre-activations of the first ReLU layer are an
+    affine function of the input: what the branch and bound's ReLU splits need.
+
+    Args:
+        layers: An affine/ReLU chain (``affine_relu_layers``).
+
+    Returns:
+        The chain with its leading ReLU-free affine layers folded into the next one.
+    """
+    head = 0
+    while head < len(layers) - 1 and not layers[head].relu:
+        head += 1
+    if head == 0:
+        return list(layers)
+    w, b = layers[0].weight, layers[0].bias
+    for layer in layers[1 : head + 1]:
+        w, b = layer.weight @ w, layer.weight @ b + layer.bias
+    return [AffineLayer(w, b, layers[head].relu), *layers[head + 1 :]]
 
 
 def forward64(model: nn.Module, x: Tensor) -> Tensor:
@@ -155,8 +221,8 @@ def forward64(model: nn.Module, x: Tensor) -> Tensor:
     Shapes:
         x: ``[B, *input_shape]`` -> ``[B, n_classes]``.
     """
-    h = x.to(torch.float64)
-    for i, layer in enumerate(check_model(model, who="forward64")):
+    h = x.detach().to(torch.float64)
+    for layer in check_model(model, who="forward64"):
         if isinstance(layer, nn.Flatten):
             h = layer(h)
         elif isinstance(layer, nn.ReLU):
@@ -167,9 +233,6 @@ def forward64(model: nn.Module, x: Tensor) -> Tensor:
             if isinstance(layer, nn.Linear):
                 h = nn.functional.linear(h, w, b)
                 continue
-            if layer.padding_mode != "zeros":
-                mode = layer.padding_mode
-                raise ValueError(f"forward64: Conv2d {i} has padding_mode={mode}")
             args = (layer.stride, layer.padding, layer.dilation, layer.groups)
             h = nn.functional.conv2d(h, w, b, *args)
     return h
@@ -198,8 +261,10 @@ def single_input(model: nn.Module, x: Tensor) -> Tensor:
         ``x`` with shape ``input_shape``.
 
     Raises:
-        ValueError: The shape does not fit the first layer.
+        ValueError: Not a floating-point tensor, or the shape does not fit the first
+            layer.
     """
+    check_tensor(x, "x")
     first = _first_weight_layer(model)
     if isinstance(first, nn.Conv2d):
         if x.dim() == 4 and x.shape[0] == 1:
@@ -220,15 +285,35 @@ def single_input(model: nn.Module, x: Tensor) -> Tensor:
     return x
 
 
-def check_batch(model: nn.Module, xs: Tensor) -> None:
+def check_tensor(t: object, name: str) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``t`` is a floating-point tensor.
+
+    (numpy arrays and lists are rejected rather than converted: the verifiers return
+    tensors on the model's device, and a silent conversion would hide a dtype change.)
+    """
+    if not isinstance(t, Tensor):
+        raise ValueError(
+            f"{name} must be a torch.Tensor, got {type(t).__module__}."
+            f"{type(t).__name__} (convert with torch.as_tensor)"
+        )
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
+def check_batch(model: nn.Module, xs: Tensor, name: str = "x") -> None:
     """Check that ``xs`` is a batch of inputs the network accepts.
 
     Raises:
-        ValueError: Wrong rank or number of elements.
+        ValueError: Not a floating-point tensor, wrong rank or number of elements (a
+            single unbatched input is rejected: pass ``x[None]``).
     """
+    check_tensor(xs, name)
     first = _first_weight_layer(model)
     if xs.dim() < 2:
-        raise ValueError(f"expected a batch [B, *input_shape], got {tuple(xs.shape)}")
+        raise ValueError(
+            f"expected a batch [B, *input_shape], got {name} of shape "
+            f"{tuple(xs.shape)} (for a single input, pass {name}[None])"
+        )
     if isinstance(first, nn.Conv2d):
         if xs.dim() != 4 or xs.shape[1] != first.in_channels:
             raise ValueError(

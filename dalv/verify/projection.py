@@ -100,8 +100,10 @@ def _project_rows(
         return out, (up_ok | down_ok).all(-1)
     out = y.clone()
     rows = torch.arange(y.shape[0], device=y.device)
-    for _ in range(excl.shape[1]):
+    tries = excl_mask.sum(1)  # a row's own number of moves: independent of the batch
+    for t in range(excl.shape[1]):
         inside = excl_mask & ((out[:, None, :] - excl).abs() < delta).all(-1)  # [P, n]
+        inside &= (t < tries)[:, None]
         if not bool(inside.any()):
             break
         a = excl[rows, inside.float().argmax(1)]  # the first ball each point is in

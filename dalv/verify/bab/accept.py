@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dalv.verify.bab.falsify import FAST_SLACK, Objective
+from dalv.verify.bab.falsify import Objective
 from dalv.verify.bab.pool import rank_within
 from dalv.verify.bab.state import SearchState
 from dalv.verify.network import forward64
@@ -79,18 +79,26 @@ class Acceptor:
                 return
 
     def _repair(self, y: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """Project onto the box minus exclusions; PGD steps if the margin broke."""
+        """Project onto the box minus exclusions; PGD steps if the margin broke.
+
+        The steps aim at the margin plus the objective's slack (room for the float64
+        re-check); a point that meets the margin without it is still returned (the
+        best one met along the way), for the exact re-check to decide.
+        """
         st, obj = self.state, self.objective
         lo, hi = st.boxes.lo_in[rows], st.boxes.hi_in[rows]
-        ok = torch.zeros(y.shape[0], dtype=torch.bool, device=st.device)
+        best = y.clone()
+        best_g = torch.full((y.shape[0],), torch.inf, dtype=st.dtype, device=y.device)
         for r in range(self.repair_steps + 1):
             y, feasible = obj.project(y, lo, hi, rows)
             g, dg = obj.margin(y, rows, grad=r < self.repair_steps)
-            ok = feasible & (g <= -st.prop.margin - FAST_SLACK)
-            if r == self.repair_steps or bool(ok.all()):
+            better = feasible & (g < best_g)
+            best[better], best_g[better] = y[better], g[better]
+            done = best_g <= -st.prop.margin - obj.slack
+            if r == self.repair_steps or bool(done.all()):
                 break
-            y = torch.where(ok[:, None], y, y - 0.05 * (hi - lo) * dg.sign())
-        return y, ok
+            y = torch.where(done[:, None], y, y - 0.05 * (hi - lo) * dg.sign())
+        return best, best_g <= -st.prop.margin
 
     def _exact_ok(self, y: Tensor, rows: Tensor) -> Tensor:
         """Float64 re-check: box, margin and separation from the current exclusions."""

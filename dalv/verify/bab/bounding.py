@@ -2,10 +2,14 @@
 
 Owns: ``Bounds`` (the bounds of a batch, with what branching needs) and ``Bounder``:
 pure-torch CROWN in float64 for Flatten/Linear/ReLU networks, plus beta multipliers for
-fixed first-layer ReLU phases, and auto_LiRPA CROWN for networks with Conv2d; may
-import: torch, the standard library, ``dalv.verify.{crown, lirpa, compat, network}``,
-``dalv.verify.bab.state`` (auto_LiRPA only through ``compat.import_auto_lirpa``, for
-Conv2d networks).
+fixed first-layer ReLU phases, and auto_LiRPA CROWN (on a float64 twin of the model) for
+networks with Conv2d; may import: torch, the standard library,
+``dalv.verify.{crown, lirpa, compat, network}``, ``dalv.verify.bab.state`` (auto_LiRPA
+only through ``compat.import_auto_lirpa``, for Conv2d networks).
+
+Every bound is computed in float64 and comes with its rounding allowance
+(``dalv.verify.crown.RoundingAllowance``: relative to the magnitudes of the
+activations, not to the bound), which a proof must clear.
 
 A subdomain is a box plus, optionally, fixed phases of first-layer ReLUs. Since
 ``z_j = W_j x + b_j`` is linear in ``x``, each phase ``s_j z_j >= 0`` is a half-space;
@@ -26,9 +30,14 @@ from torch import Tensor
 
 from dalv.verify.bab.state import SearchState
 from dalv.verify.compat import import_auto_lirpa
-from dalv.verify.crown import LinearBound, concretize_lower, crown_linear_lower
-from dalv.verify.lirpa import bounded_module
-from dalv.verify.network import AffineLayer
+from dalv.verify.crown import (
+    LinearBound,
+    RoundingAllowance,
+    concretize_lower,
+    crown_linear_lower,
+)
+from dalv.verify.lirpa import bounded_module, float64_twin
+from dalv.verify.network import AffineLayer, affine_relu_layers
 
 __all__ = ["Bounds", "Bounder"]
 
@@ -46,7 +55,8 @@ class Bounds:
         hidden: ``[m, S, h]`` coefficients on the first ReLU layer (``None`` for
             auto_LiRPA bounds or a network without hidden layer).
         pre_lo, pre_hi: ``[m, h]`` first-layer pre-activation bounds (or ``None``).
-        safety: Relative margin a proof must clear (rounding of the bound).
+        slack: ``[m, S]`` how far rounding can have moved each bound: a proof needs
+            ``lower > -margin + slack``.
     """
 
     lower: Tensor
@@ -54,12 +64,12 @@ class Bounds:
     hidden: Tensor | None
     pre_lo: Tensor | None
     pre_hi: Tensor | None
-    safety: float
+    slack: Tensor
 
     def select(self, mask: Tensor) -> Bounds:
         opt = (self.hidden, self.pre_lo, self.pre_hi)
         pick = [None if t is None else t[mask] for t in opt]
-        return Bounds(self.lower[mask], self.A[mask], *pick, self.safety)
+        return Bounds(self.lower[mask], self.A[mask], *pick, self.slack[mask])
 
     @staticmethod
     def cat(parts: list[Bounds]) -> Bounds:
@@ -69,9 +79,9 @@ class Bounds:
                 return None
             return torch.cat([getattr(p, name) for p in parts])
 
-        names = ("lower", "A", "hidden", "pre_lo", "pre_hi")
+        names = ("lower", "A", "hidden", "pre_lo", "pre_hi", "slack")
         joined = [join(n) for n in names]
-        return Bounds(*joined, parts[0].safety)  # type: ignore[arg-type]
+        return Bounds(*joined)  # type: ignore[arg-type]
 
 
 class Bounder:
@@ -79,8 +89,10 @@ class Bounder:
 
     Args:
         state: The search's shared state (model, specification matrices, shapes).
-        layers: The network's affine/ReLU layers in float64, or ``None`` for a network
-            with Conv2d (bounded by auto_LiRPA, input splitting only).
+        layers: The network's affine/ReLU layers in float64 with the leading affine
+            layers folded (``network.fold_leading_affine``: a ReLU follows
+            ``layers[0]`` unless there is one layer), or ``None`` for a network with
+            Conv2d (bounded by auto_LiRPA, input splitting only).
         beta_steps: Adam steps on the Lagrange multipliers of ReLU phase splits.
     """
 
@@ -88,6 +100,22 @@ class Bounder:
         self, state: SearchState, layers: list[AffineLayer] | None, beta_steps: int
     ) -> None:
         self.state, self.layers, self.beta_steps = state, layers, beta_steps
+        # Rounding allowances. Every box lies in [0, 1]^d, so the absolute network at
+        # the all-ones input bounds the magnitudes of every subdomain's computation.
+        self.allowance = RoundingAllowance(state.model, state.shape, torch.float64)
+        ones = torch.ones(1, state.d, dtype=torch.float64, device=state.device)
+        self._mag = self.allowance.magnitude(ones, ones)[0]  # [n_classes]
+        self._first_mag = None  # the first ReLU layer's pre-activations, [h]
+        if layers is not None and layers[0].relu:
+            # layers[0] folds the model's affine layers up to its first ReLU
+            relus = [a.relu for a in affine_relu_layers(state.model)]
+            upto = relus.index(True) + 1
+            self._first_mag = self.allowance.magnitude(ones, ones, upto=upto)[0]
+
+    def _slack(self, C: Tensor, extra: Tensor | None = None) -> Tensor:
+        """Rounding allowance ``[m, S]`` of bounds ``C f`` (plus ``extra``)."""
+        mag = C.double().abs() @ self._mag
+        return self.allowance.tolerance(mag if extra is None else mag + extra)
 
     def __call__(self, lo: Tensor, hi: Tensor, own: Tensor, phase: Tensor) -> Bounds:
         """CROWN (plus beta for ReLU phases) lower bounds of a batch of subdomains.
@@ -114,25 +142,34 @@ class Bounder:
         layers = self.layers
         assert layers is not None
         split = phase.double() if phase.shape[1] else None
-        res = crown_linear_lower(layers, lo, hi, self.state.C64[own], split)
-        lower, A = res.lower, res.A
+        C = self.state.C64[own]
+        res = crown_linear_lower(layers, lo, hi, C, split)
+        lower, A, extra = res.lower, res.A, None
         if split is not None and bool((split != 0).any()):
-            lower, A = self._optimise_beta(res, lo, hi, split)
+            lower, A, extra = self._optimise_beta(res, lo, hi, split)
+        slack = self._slack(C, extra)
         pre_lo, pre_hi = res.pre if res.pre is not None else (None, None)
         if pre_lo is not None:  # a phase the box cannot take: an empty subdomain
-            empty = (pre_lo > pre_hi).any(1)
+            # (only when the bounds cross by more than their rounding allowance)
+            assert self._first_mag is not None
+            tol = self.allowance.tolerance(self._first_mag)
+            empty = (pre_lo > pre_hi + tol).any(1)
             lower = torch.where(empty[:, None], math.inf, lower)
-        return Bounds(lower, A, res.hidden, pre_lo, pre_hi, 1e-9)
+        return Bounds(lower, A, res.hidden, pre_lo, pre_hi, slack)
 
     def _optimise_beta(
         self, res: LinearBound, lo: Tensor, hi: Tensor, split: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Maximise ``min_box A x + c - sum_j beta_j s_j z_j(x)`` over ``beta >= 0``.
 
         ``s_j z_j(x) >= 0`` holds on the subdomain for every split ReLU ``j``, so every
         ``beta >= 0`` gives a valid lower bound. The ascent runs in float32 (it only
         has to find a good ``beta``); the bound at the best ``beta`` is then evaluated
         once more in float64, and the larger of it and the plain CROWN bound is kept.
+
+        Returns:
+            ``(lower, A, extra)``: the bound, its input coefficients, and ``[m, S]``
+            magnitudes of the beta terms (for the rounding allowance).
         """
         assert self.layers is not None
         f32 = torch.float32
@@ -165,20 +202,30 @@ class Bounder:
         lower = concretize_lower(A, res.c - bs @ layer.bias, lo, hi)
         better = lower > res.lower
         best_A = torch.where(better[..., None], A, res.A)
-        return torch.where(better, lower, res.lower), best_A
+        assert self._first_mag is not None
+        extra = bs.abs() @ self._first_mag
+        return torch.where(better, lower, res.lower), best_A, extra
 
     def _bound_lirpa(self, lo: Tensor, hi: Tensor, own: Tensor) -> Bounds:
-        """auto_LiRPA CROWN for networks with Conv2d (input splitting only)."""
+        """auto_LiRPA CROWN for networks with Conv2d (input splitting only).
+
+        The bound is computed on a float64 twin of the model (``lirpa.float64_twin``),
+        so its rounding error is that of float64 arithmetic, which the allowance
+        bounds for the magnitudes involved.
+        """
         st = self.state
         lirpa = import_auto_lirpa()
-        bm = bounded_module(st.model, st.shape, st.device)
-        lo_t, hi_t = lo.view(-1, *st.shape), hi.view(-1, *st.shape)
+        twin = float64_twin(st.model)
+        bm = bounded_module(twin, st.shape, st.device)
+        lo_t = lo.double().view(-1, *st.shape)
+        hi_t = hi.double().view(-1, *st.shape)
         ptb = lirpa.PerturbationLpNorm(norm=math.inf, x_L=lo_t, x_U=hi_t)
         out, inp = bm.output_name[0], bm.input_name[0]
+        C = st.C64[own]
         with torch.no_grad():
             lb, _, A = bm.compute_bounds(
                 x=(lirpa.BoundedTensor((lo_t + hi_t) / 2, ptb),),
-                C=st.C[own],
+                C=C,
                 method="CROWN",
                 bound_upper=False,
                 return_A=True,
@@ -186,4 +233,4 @@ class Bounder:
             )
         coeff = A[out][inp]["lA"].reshape(lo.shape[0], st.C.shape[1], st.d)
         lower, coeff = lb.detach().double(), coeff.detach().double()
-        return Bounds(lower, coeff, None, None, None, 1e-4)
+        return Bounds(lower, coeff, None, None, None, self._slack(C))

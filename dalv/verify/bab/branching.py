@@ -44,6 +44,14 @@ from dalv.verify.box import round_down, round_up
 
 __all__ = ["Brancher"]
 
+
+def _step(v: Tensor, dtype: torch.dtype, up: bool) -> Tensor:
+    """The neighbour of ``v`` (float64 values of ``dtype``) in ``dtype``, as float64."""
+    t = v.to(dtype)
+    far = torch.full_like(t, math.inf if up else -math.inf)
+    return torch.nextafter(t, far).double()
+
+
 # A subdomain narrower than this in every coordinate is not split further.
 _MIN_WIDTH = 1e-9
 # Chunk size of the float64 exclusion tests (subdomains per chunk).
@@ -200,8 +208,21 @@ class Brancher:
                 dist = torch.where(inner, (faces - mid[:, None]).abs(), math.inf)
                 j = dist.argmin(1)
                 has = inner[ar, j]
-                left_hi = torch.where(has, faces[ar, j], left_hi)
+                face = faces[ar, j]
+                # The face itself (|x_i - a_i| = delta, feasible) goes to the outer
+                # child only: when it is representable, the inner child starts one
+                # step inside, so that it can lie strictly inside the open ball and
+                # be dropped (no point of the model dtype is lost).
+                exact = torch.cat([a - delta, a + delta], 1)[ar, j] == face
+                lower_face = j < n
+                inward_lo = _step(face, st.dtype, up=True)  # inner child of a - delta
+                inward_hi = _step(face, st.dtype, up=False)  # inner child of a + delta
+                left_hi = torch.where(has, face, left_hi)
                 right_lo = left_hi.clone()
+                cut_lo = has & exact & lower_face
+                cut_hi = has & exact & ~lower_face
+                right_lo = torch.where(cut_lo, inward_lo, right_lo)
+                left_hi = torch.where(cut_hi, inward_hi, left_hi)
         left_ok = splittable & (left_hi >= l_i)
         right_ok = splittable & (right_lo <= h_i)
         lo_l, hi_l = lo.clone(), hi.clone()

@@ -7,21 +7,32 @@ the standard library, ``dalv.verify.{network, property, results, verifier}``,
 The search keeps a pool of subdomains, starting with each input's whole box, and
 repeats, batched over the subdomains of all inputs:
 
-1. **Select** up to ``batch_domains`` subdomains, lowest bound first, a fair share per
-   input (``pool.select``).
+1. **Select** up to ``batch_domains`` subdomains per input, lowest bound first, never
+   more than the input's remaining work (``pool.select``).
 2. **Bound** them after tightening them by the exclusions (``branching``,
-   ``bounding``): a subdomain whose bound is ``> -margin`` holds no counterexample
-   and is dropped.
+   ``bounding``): a subdomain whose bound is ``> -margin`` by more than the bound's
+   rounding allowance holds no counterexample and is dropped.
 3. **Falsify** in the survivors (``falsify``) and **accept** the candidates that pass
    the exact re-check (``accept``).
 4. **Split** the survivors of inputs that still need witnesses (``branching``).
 
 An input is finished when it has ``k`` witnesses, when its pool is empty (a proof that
 its box holds no further counterexample; under a ``Schedule`` the box then grows and
-the search goes on), or when a budget stops it: ``Budget.work`` subdomains bounded,
-the memory cap ``max_live_floats``, or the wall clock ``Budget.seconds`` (the whole
-call). Deeper layers are not split, so on deep networks hard queries can end as
-"unknown" at the budget.
+the search goes on), or when a budget stops it: ``Budget.work`` subdomains bounded
+(exactly: an input never bounds more; ``None``: no limit), the memory cap
+``max_live_floats``, or the wall clock ``Budget.seconds`` (the whole call). Deeper
+layers are not split, so on deep networks hard queries can end as "unknown" at the
+budget.
+
+Networks: a Flatten/Linear/ReLU network is bounded by the pure-torch CROWN of
+``dalv.verify.crown`` (its leading ReLU-free affine layers folded into one, so that the
+first ReLU layer's phases are half-spaces of the input); a network with ``Conv2d`` by
+auto_LiRPA on a float64 twin (input splitting only). Anything else is rejected.
+
+Each input's search is independent of its batch-mates: its quota per round, its random
+PGD starts (one generator per input, seeded by ``seed``) and its budget are its own, so
+a batch returns what one call per input returns. Only the wall clock and the memory
+cap are shared.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from dalv.verify.bab.branching import Brancher
 from dalv.verify.bab.falsify import Falsifier, Objective
 from dalv.verify.bab.pool import Pool, select
 from dalv.verify.bab.state import Clock, SearchState
-from dalv.verify.network import affine_relu_layers
+from dalv.verify.network import affine_relu_layers, check_model, fold_leading_affine
 from dalv.verify.property import PAPER_PROPERTY, Property
 from dalv.verify.results import SearchResult, SearchStats, Status
 from dalv.verify.verifier import NO_LIMIT, Budget, Schedule
@@ -45,11 +56,7 @@ from dalv.verify.verifier import NO_LIMIT, Budget, Schedule
 if TYPE_CHECKING:
     from dalv.verify.bab.backend import LirpaVerifier
 
-__all__ = ["BranchAndBound", "DEFAULT_WORK"]
-
-# Subdomains bounded per input when ``Budget.work`` is None: large enough never to bind
-# on the paper's queries before the memory cap does, small enough to end a hopeless one.
-DEFAULT_WORK = 100_000
+__all__ = ["BranchAndBound"]
 
 
 class BranchAndBound:
@@ -58,13 +65,14 @@ class BranchAndBound:
     Args:
         config: The backend's knobs (a ``LirpaVerifier``).
         model: The network (Flatten/Linear/ReLU/Conv2d ``nn.Sequential``).
-        xs: Inputs on the model's device, in its dtype, ``[B, *input_shape]``.
+        xs: The exact inputs on the model's device, ``[B, *input_shape]`` (float64, or
+            any dtype that holds them exactly; the boxes are built around them).
         eps: Radii ``[B]`` (float64).
         k: Counterexamples wanted per input.
         excludes: Earlier counterexamples per input, ``[n_b, *input_shape]`` each.
         prop: The property.
-        budget: ``work``: subdomains bounded per input (over all its radii);
-            ``seconds``: the whole search.
+        budget: ``work``: subdomains bounded per input (over all its radii; ``None``:
+            no limit); ``seconds``: the whole search.
         schedule: If given, an input whose box is proved to hold no (further)
             counterexample restarts on the box of radius ``eps + step``, as long as
             it stays ``<= max_eps`` (the paper's FV-Adv schedule).
@@ -85,16 +93,18 @@ class BranchAndBound:
         seed: int = 0,
     ) -> None:
         self.config, self.schedule = config, schedule
-        self.max_work = budget.work or DEFAULT_WORK
+        self.max_work = budget.work
         clock = Clock(budget.seconds)
-        self.state = st = SearchState.build(
-            model, xs, eps, [int(v) for v in k], excludes, prop, clock
-        )
         layers = None
-        try:
+        leaves = check_model(model, who="the lirpa backend")
+        if not any(isinstance(layer, nn.Conv2d) for layer in leaves):
+            # Flatten/Linear/ReLU: pure-torch CROWN (a bad structure raises here);
+            # with Conv2d: auto_LiRPA bounds, input splitting only.
             layers = affine_relu_layers(model, dtype=torch.float64, who="lirpa")
-        except ValueError:
-            pass  # Conv2d: bounded with auto_LiRPA, input splitting only
+            layers = fold_leading_affine(layers)
+        self.state = st = SearchState.build(
+            model, xs.to(torch.float64), eps, [int(v) for v in k], excludes, prop, clock
+        )
         h = 0
         if layers is not None and len(layers) > 1:
             h = layers[0].weight.shape[0]
@@ -128,8 +138,11 @@ class BranchAndBound:
         st, pool = self.state, self.pool
         progress = st.progress
         pool.keep(~progress.done[pool.own])
+        room = None
+        if self.max_work is not None:
+            room = self.max_work - progress.bounded
         lo, hi, own, phase, box = pool.take(
-            select(pool, progress.done, self.config.batch_domains)
+            select(pool, progress.done, self.config.batch_domains, room)
         )
         if lo.shape[0]:
             lo, hi, empty = self.brancher.tighten(lo, hi, own)
@@ -138,8 +151,7 @@ class BranchAndBound:
             progress.calls[torch.unique(own).cpu()] += 1
             progress.bounded.index_add_(0, own.cpu(), torch.ones_like(own.cpu()))
             # A proof must clear the margin by the bound's rounding allowance.
-            slack = bnd.safety * (1 + bnd.lower.abs())
-            unresolved = bnd.lower <= -st.prop.margin + slack
+            unresolved = bnd.lower <= -st.prop.margin + bnd.slack
             keep = unresolved.any(1) & ~empty
             if bool(keep.any()):
                 kept = bnd.select(keep)
@@ -158,10 +170,15 @@ class BranchAndBound:
         progress.finish(self._grow(proved))
 
     def _enforce_budgets(self) -> None:
-        """Stop inputs over the work budget, then the largest over the memory cap."""
+        """Stop inputs whose work is spent while subdomains are left, then the largest
+        over the memory cap. (An input whose pool emptied on its last unit of work is
+        proved, not stopped.)"""
         st, pool = self.state, self.pool
         progress = st.progress
-        over = progress.bounded.to(st.device) > self.max_work
+        over = torch.zeros_like(progress.done)
+        if self.max_work is not None:
+            left = torch.bincount(pool.own, minlength=len(progress.k)) > 0
+            over = (progress.bounded.to(st.device) >= self.max_work) & left
         over &= ~progress.done
         if bool(over.any()):
             stop = torch.nonzero(over).flatten()

@@ -7,9 +7,11 @@ standard library, ``dalv.verify.{projection, property}``, ``dalv.verify.bab.stat
 
 Per surviving subdomain the candidates are the corner that minimises CROWN's linear
 lower bound and PGD on the margin: many random starts (and the input itself) at an
-input's root box, one start in each later subdomain. The random starts are drawn from
-one ``torch.Generator`` seeded per search, so a seed fixes the candidates. Candidates
-are only proposals: ``dalv.verify.bab.accept`` projects, repairs and re-checks them.
+input's root box (``max(8, 2 k)`` for an input that wants ``k``, unless fixed), one
+start in each later subdomain. Each input draws its random starts from its own
+``torch.Generator``, seeded by the search's seed, so a seed fixes the candidates and an
+input's candidates do not depend on the other inputs of a batch. Candidates are only
+proposals: ``dalv.verify.bab.accept`` projects, repairs and re-checks them.
 """
 
 from __future__ import annotations
@@ -25,10 +27,16 @@ from dalv.verify.property import spec_margin
 
 __all__ = ["FAST_SLACK", "Objective", "Falsifier"]
 
-# Float32 candidates must beat the margin by this much before the float64 re-check.
+# How much a float32 candidate's repair aims to beat the margin by (in the model dtype),
+# so that the float64 re-check agrees. Not a filter: any candidate whose model-dtype
+# margin meets the property goes to the exact re-check, which decides (a filter with
+# slack never accepts a counterexample within the slack of the boundary, and the search
+# then splits around it without end).
 FAST_SLACK = 1e-5
 # Added to delta when projecting float32 points (absorbs float32 rounding).
 _DELTA_PAD = 1e-6
+# Both for float64 models (rounding of float64 values only).
+_SLACK64 = 1e-12
 
 
 class Objective:
@@ -40,6 +48,9 @@ class Objective:
 
     def __init__(self, state: SearchState) -> None:
         self.state = state
+        wide = state.dtype == torch.float64
+        self.slack = _SLACK64 if wide else FAST_SLACK  # the repair's target
+        self.pad = _SLACK64 if wide else _DELTA_PAD
 
     def margin(
         self, y: Tensor, rows: Tensor, grad: bool
@@ -65,7 +76,7 @@ class Objective:
         """Project onto ``[lo, hi]`` minus the owners' exclusions (delta padded)."""
         excl = self.state.excl
         return project_feasible(
-            y, lo, hi, excl.E[rows], excl.mask[rows], self.state.prop, _DELTA_PAD
+            y, lo, hi, excl.E[rows], excl.mask[rows], self.state.prop, self.pad
         )
 
 
@@ -75,7 +86,8 @@ class Falsifier:
     Args:
         state: The search's shared state.
         objective: Margin and projection.
-        restarts: Random PGD starts per input at the root (``None``: ``max(8, 2 k)``).
+        restarts: Random PGD starts per input at the root (``None``: ``max(8, 2 k)``
+            with the input's own ``k``).
         pgd_steps: PGD steps at the root.
         domain_pgd_steps: PGD steps inside each subdomain after the root.
         seed: Seed of the random starts.
@@ -91,10 +103,38 @@ class Falsifier:
         seed: int,
     ) -> None:
         self.state, self.objective = state, objective
-        k_max = max(state.progress.k)
-        self.restarts = max(8, 2 * k_max) if restarts is None else restarts
+        ks = state.progress.k
+        n = [max(8, 2 * k) if restarts is None else restarts for k in ks]
+        self.restarts = torch.tensor(n, dtype=torch.long, device=state.device)
         self.pgd_steps, self.domain_pgd_steps = pgd_steps, domain_pgd_steps
-        self.gen = torch.Generator(device=state.device).manual_seed(seed)
+        self.gens = [torch.Generator(device=state.device).manual_seed(seed) for _ in ks]
+
+    def _random_starts(
+        self, lo: Tensor, hi: Tensor, own: Tensor, n: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``n[r]`` uniform points in box ``r``, drawn from its owner's generator.
+
+        Returns the points and the box each was drawn in, grouped by owner (in order
+        of first appearance), each owner's boxes in order: an owner gets the same
+        draws whatever else is in the batch.
+
+        Shapes:
+            lo, hi: ``[m, d]``; own, n: ``[m]`` -> ``[sum(n), d]`` and ``[sum(n)]``.
+        """
+        rows = torch.repeat_interleave(torch.arange(own.shape[0], device=own.device), n)
+        parts, order = [lo[:0]], [rows[:0]]
+        for b in dict.fromkeys(own[rows].tolist()):
+            mine = rows[own[rows] == b]
+            u = torch.rand(
+                mine.shape[0],
+                lo.shape[1],
+                generator=self.gens[b],
+                dtype=lo.dtype,
+                device=lo.device,
+            )
+            parts.append(lo[mine] + (hi[mine] - lo[mine]) * u)
+            order.append(mine)
+        return torch.cat(parts), torch.cat(order)
 
     def __call__(
         self, lo: Tensor, hi: Tensor, own: Tensor, lb: Tensor, A: Tensor
@@ -108,8 +148,8 @@ class Falsifier:
             A: ``[m, S, d]`` the bounds' input coefficients.
 
         Returns:
-            ``(candidates, owners, margins)`` of the candidates that beat the margin
-            (with slack), in no particular order.
+            ``(candidates, owners, margins)`` of the candidates that meet the margin
+            in the model dtype, in no particular order.
         """
         st = self.state
         boxes, progress = st.boxes, st.progress
@@ -129,25 +169,24 @@ class Falsifier:
             lo_s, hi_s, own_s = r_lo[sel], r_hi[sel], own[sel]
             if is_root:
                 centre = torch.minimum(torch.maximum(st.x_flat[own_s], lo_s), hi_s)
-                fixed, n_rand = [vertex[sel], centre], self.restarts
+                fixed, n_rand = [vertex[sel], centre], self.restarts[own_s]
                 steps = self.pgd_steps
             else:
-                fixed, n_rand, steps = [vertex[sel]], 1, self.domain_pgd_steps
-            rl, rh = lo_s.repeat(n_rand, 1), hi_s.repeat(n_rand, 1)
-            u = torch.rand(
-                rl.shape, generator=self.gen, dtype=rl.dtype, device=rl.device
-            )
-            n_starts = len(fixed) + n_rand
-            rows = own_s.repeat(n_starts)
+                fixed, steps = [vertex[sel]], self.domain_pgd_steps
+                n_rand = torch.ones_like(own_s)
+            rand, src = self._random_starts(lo_s, hi_s, own_s, n_rand)
+            idx = torch.arange(len(sel), device=st.device).repeat(len(fixed))
+            idx = torch.cat([idx, src])
+            rows = own_s[idx]
             best, g = self.pgd(
-                torch.cat([*fixed, rl + (rh - rl) * u]),
-                lo_s.repeat(n_starts, 1),
-                hi_s.repeat(n_starts, 1),
+                torch.cat([*fixed, rand]),
+                lo_s[idx],
+                hi_s[idx],
                 rows,
                 steps,
                 exclude=is_root,
             )
-            good = g <= -st.prop.margin - FAST_SLACK
+            good = g <= -st.prop.margin
             cands.append(best[good])
             rows_all.append(rows[good])
             scores.append(g[good])
@@ -177,7 +216,7 @@ class Falsifier:
             g, dg = obj.margin(y, rows, grad=t < steps)
             better = feasible & (g < best_g) & ~frozen
             best[better], best_g[better] = y[better], g[better]
-            frozen |= feasible & (g <= -2 * st.prop.margin - FAST_SLACK)
+            frozen |= feasible & (g <= -2 * st.prop.margin - obj.slack)
             if t == steps or bool(frozen.all()) or st.clock.timed_out():
                 break
             step = (0.25 * (1 - t / steps) + 0.02) * width

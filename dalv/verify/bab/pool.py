@@ -1,8 +1,8 @@
 """The pool of subdomains waiting to be bounded, and which of them go next.
 
 Owns: ``Pool`` (subdomain storage: a shared box table plus one row per subdomain),
-``rank_within`` and ``select`` (lowest bound first, a fair share per input); may import:
-torch, the standard library.
+``rank_within`` and ``select`` (lowest bound first, a fixed quota per input); may
+import: torch, the standard library.
 """
 
 from __future__ import annotations
@@ -107,14 +107,20 @@ class Pool:
             self.box = remap
 
 
-def select(pool: Pool, done: Tensor, batch_domains: int) -> Tensor:
-    """Rows of the pool to process next: lowest bound first, fair shares per input.
+def select(
+    pool: Pool, done: Tensor, batch_domains: int, room: Tensor | None = None
+) -> Tensor:
+    """Rows of the pool to process next: lowest bound first, a quota per input.
+
+    Each unfinished input gets up to ``batch_domains`` of its rows, and never more than
+    its ``room`` (the work it has left), whatever the other inputs hold: an input's
+    search does not depend on its batch-mates.
 
     Args:
         pool: The pool.
         done: ``[B]`` finished inputs (their rows are skipped).
-        batch_domains: Rows per round, over all inputs; each unfinished input with rows
-            gets up to ``ceil(batch_domains / inputs)``.
+        batch_domains: Rows per input per round.
+        room: ``[B]`` rows each input may still take (``None``: no limit).
 
     Returns:
         Row indices, grouped by input.
@@ -122,8 +128,10 @@ def select(pool: Pool, done: Tensor, batch_domains: int) -> Tensor:
     idx = torch.nonzero(~done[pool.own]).flatten()
     if idx.numel() == 0:
         return idx
-    n_inputs = int(torch.unique(pool.own[idx]).numel())
-    cap = max(1, math.ceil(batch_domains / n_inputs))
     idx = idx[torch.argsort(pool.prio[idx], stable=True)]
     idx = idx[torch.argsort(pool.own[idx], stable=True)]
-    return idx[rank_within(pool.own[idx]) < cap]
+    cap = torch.full_like(done, batch_domains, dtype=torch.long)
+    if room is not None:
+        cap = torch.minimum(cap, room.to(cap.device).clamp(min=0))
+    own = pool.own[idx]
+    return idx[rank_within(own) < cap[own]]

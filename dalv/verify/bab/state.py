@@ -3,7 +3,7 @@
 Owns: ``Clock`` (the wall-clock safety net), ``Boxes`` (each input's radius and box),
 ``Exclusions`` (the points each input's witnesses keep away from), ``Progress`` (found
 witnesses, finished inputs, counters) and ``SearchState``, which bundles them with the
-network's specification; may import: torch, the standard library,
+network's specification; may import: torch, the standard library, ``dalv.models``,
 ``dalv.verify.{box, property}``.
 
 The parts of the search (bounding, branching, falsification, acceptance, the driver)
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dalv.models import model_dtype
 from dalv.verify.box import input_box, round_down, round_up
 from dalv.verify.property import Property, winner_runner_up
 
@@ -53,33 +54,37 @@ class Boxes:
     subdomains start from (a proof on them covers the float64 box).
 
     Args:
-        xs: Inputs ``[B, *input_shape]`` in the model dtype.
+        xs: The exact inputs ``[B, *input_shape]`` (float64: the box is built around
+            them, not around their rounding to the model dtype).
         eps: Radii ``[B]``.
+        dtype: The model dtype.
     """
 
-    def __init__(self, xs: Tensor, eps: Tensor) -> None:
-        self.xs = xs
+    def __init__(self, xs: Tensor, eps: Tensor, dtype: torch.dtype) -> None:
+        self.xs, self.dtype = xs, dtype
         self.eps = eps.to(dtype=torch.float64, device=xs.device).clone()
-        self.lo64, self.hi64, self.lo_in, self.hi_in = _corners(xs, self.eps)
+        self.lo64, self.hi64, self.lo_in, self.hi_in = _corners(xs, self.eps, dtype)
 
     def grow(self, rows: Tensor, step: float) -> None:
         """Add ``step`` to the radius of inputs ``rows`` and recompute their boxes."""
         self.eps[rows] += step
-        new = _corners(self.xs[rows], self.eps[rows])
+        new = _corners(self.xs[rows], self.eps[rows], self.dtype)
         tables = (self.lo64, self.hi64, self.lo_in, self.hi_in)
         for table, part in zip(tables, new, strict=True):
             table[rows] = part
 
     def outward(self, rows: Tensor | slice = slice(None)) -> tuple[Tensor, Tensor]:
         """The boxes of inputs ``rows`` in the model dtype, rounded outward."""
-        dtype = self.xs.dtype
+        dtype = self.dtype
         return round_down(self.lo64[rows], dtype), round_up(self.hi64[rows], dtype)
 
 
-def _corners(xs: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _corners(
+    xs: Tensor, eps: Tensor, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The float64 boxes (flattened) and their inward-rounded model-dtype copies."""
     lo64, hi64 = input_box(xs, eps, rounding="exact")
-    lo_in, hi_in = input_box(xs, eps, rounding="inward")
+    lo_in, hi_in = input_box(xs, eps, dtype=dtype, rounding="inward")
     return lo64.flatten(1), hi64.flatten(1), lo_in.flatten(1), hi_in.flatten(1)
 
 
@@ -173,9 +178,10 @@ class SearchState:
         model: The network.
         prop: The property.
         shape: One input's shape; ``d`` its size.
-        c1, c2: ``[B]`` winner and runner-up at each input.
+        c1, c2: ``[B]`` winner and runner-up at each input (the model's own
+            prediction, at the input in the model dtype).
         C, C64: ``[B, S, n_classes]`` specification matrices (model dtype, float64).
-        x_flat: ``[B, d]`` the inputs, flattened.
+        x_flat: ``[B, d]`` the inputs in the model dtype, flattened.
         boxes, excl, progress, clock: see their classes.
     """
 
@@ -215,10 +221,12 @@ class SearchState:
         """The state at the start of a search (arguments as ``BranchAndBound``'s)."""
         shape = tuple(xs.shape[1:])
         d = int(math.prod(shape))
+        dtype = model_dtype(model)
+        x_model = xs.to(dtype)
         with torch.no_grad():
-            logits = model(xs)
+            logits = model(x_model)
         c1, c2 = winner_runner_up(logits)
-        C = prop.spec(c1, c2, logits.shape[-1], xs.dtype)
+        C = prop.spec(c1, c2, logits.shape[-1], dtype)
         return cls(
             model=model,
             prop=prop,
@@ -228,9 +236,9 @@ class SearchState:
             c2=c2,
             C=C,
             C64=C.to(torch.float64),
-            x_flat=xs.flatten(1),
-            boxes=Boxes(xs, eps),
-            excl=Exclusions(excludes, d, xs.dtype, xs.device),
+            x_flat=x_model.flatten(1),
+            boxes=Boxes(xs, eps, dtype),
+            excl=Exclusions(excludes, d, dtype, xs.device),
             progress=Progress(list(k), xs.device, clock),
             clock=clock,
         )
