@@ -11,9 +11,11 @@ Bounds are sound: for every ``x'`` in the box, ``lo <= C f(x') <= hi``.
 
 These are short textbook versions. ``interval_bounds`` handles
 Flatten/Linear/ReLU/Conv2d networks; ``crown_bounds`` handles Flatten/Linear/ReLU
-networks in float64, and its core, ``crown_linear_lower``, also returns the linear
+networks in float64 (a Linear may follow a Linear directly: the relaxation is applied
+only where a ReLU is), and its core, ``crown_linear_lower``, also returns the linear
 lower bound ``A x' + c`` that the branch and bound uses to choose split coordinates and
-candidate points. Tests check that both match auto_LiRPA (``dalv.verify.lirpa``).
+candidate points. Tests check that both match auto_LiRPA (``dalv.verify.lirpa``) and
+contain the exact range of small networks (``tests/test_verify_soundness.py``).
 
 Example:
     >>> lo, hi = crown_bounds(model, x, 0.05)          # doctest: +SKIP

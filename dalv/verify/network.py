@@ -20,6 +20,7 @@ a ReLU follows).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -320,7 +321,7 @@ def check_batch(model: nn.Module, xs: Tensor, name: str = "x") -> None:
                 f"expected a batch [B, {first.in_channels}, H, W], got "
                 f"{tuple(xs.shape)}"
             )
-    elif xs[0].numel() != first.in_features:
+    elif math.prod(xs.shape[1:]) != first.in_features:
         raise ValueError(
             f"expected inputs with {first.in_features} elements (the first Linear "
             f"layer's), got a batch of shape {tuple(xs.shape)}"
