@@ -15,14 +15,21 @@ by ``dalv.verify.property.recheck``.
 
 **Confirmed UNSAT.** Marabou's UNSAT is not trusted on its own: near the margin or on
 tiny boxes its floating-point bound tightening sometimes cuts away a thin region that
-holds counterexamples (tests/test_verify_marabou.py has such a query). A worker's unsat
-claim is therefore confirmed by an independent sound method, the ``lirpa`` branch and
-bound (float64 CROWN with a rounding allowance, ``dalv.verify.bab``), on the same box,
-exclusions and property, with ``confirm_work`` subdomains: if it proves the claim, the
-answer is "unsat" (or, under a ``Schedule``, the box grows and the solver loop goes on);
-if it finds a counterexample, that re-checked point is kept and the solver loop goes on;
-otherwise the answer is "unknown". Confirmations run between rounds, batched over the
-inputs that made a claim.
+holds counterexamples (``tests/test_verify_fixes.py`` has such a query: a 2-4-2 net
+with weights in multiples of 0.5, where the box corner beats the margin by 1e-5).
+Asking again with the margin loosened by 1e-6 does not catch it: there Marabou answers
+UNSAT for every margin above about 0.99e-3, although the corner reaches 1.01e-3, an
+error ten times the loosening. The error comes from the solver's internal tolerances
+on every variable (on other queries its answer changes with the preprocessor's bound
+tolerance), which the network amplifies by its Lipschitz constant, so no fixed
+loosening of the margin bounds it. A worker's unsat claim is therefore confirmed by an
+independent sound method, the ``lirpa`` branch and bound (float64 CROWN with a
+rounding allowance, ``dalv.verify.bab``), on the same box, exclusions and property,
+with ``confirm_work`` subdomains: if it proves the claim, the answer is "unsat" (or,
+under a ``Schedule``, the box grows and the solver loop goes on); if it finds a
+counterexample, that re-checked point is kept and the solver loop goes on; otherwise
+the answer is "unknown". Confirmations run between rounds, batched over the inputs
+that made a claim.
 """
 
 from __future__ import annotations
@@ -136,7 +143,6 @@ class MarabouVerifier(Verifier):
         )
         again = []
         for b, row, ans in zip(claims, rows, answers, strict=True):
-            row.confirm_subdomains += ans.stats.subdomains
             if ans.status == "unsat":
                 grow = schedule is not None and (
                     row.eps + schedule.step <= schedule.max_eps + 1e-12
@@ -261,7 +267,6 @@ class _Row:
     calls: int = 0
     states: int = 0
     rejected: int = 0
-    confirm_subdomains: int = 0
     timed_out: bool = False
     exhausted: bool = False
     done: bool = False
