@@ -9,7 +9,7 @@ from dalv import report
 
 
 def _curves(deltas: dict[str, list[float]], cycles: int = 4, dataset="mnist5k"):
-    """A results table: BADGE flat at 0.8, each other method BADGE + a per-seed offset."""
+    """A results table: BADGE flat at 0.8, every other method BADGE + an offset."""
     rows = []
     n_seeds = len(next(iter(deltas.values())))
     for seed in range(n_seeds):
