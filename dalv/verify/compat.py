@@ -38,11 +38,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
 import sys
 import types
+import warnings
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -219,6 +221,31 @@ def apply_post_import_shims(lirpa: types.ModuleType) -> tuple[str, ...]:
     return ("BoundRelu._relu_mask_alpha clamp gradient",)
 
 
+@contextlib.contextmanager
+def _quiet_import():
+    """Silence what importing auto_LiRPA 0.3 prints on torch 2.x and nobody can act on:
+    the deprecation of ``torch.jit.script`` (it scripts helpers at import time, after
+    resetting the warning filters itself) and torch's note that a CPU machine has no
+    CUDA runtime."""
+    import torch  # noqa: PLC0415
+
+    cpp = logging.getLogger("torch.utils.cpp_extension")
+    level, script = cpp.level, torch.jit.script
+
+    def quiet_script(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return script(*args, **kwargs)
+
+    cpp.setLevel(logging.ERROR)
+    torch.jit.script = quiet_script
+    try:
+        yield
+    finally:
+        torch.jit.script = script
+        cpp.setLevel(level)
+
+
 def import_auto_lirpa() -> types.ModuleType:
     """Apply the shims, then import and return the ``auto_LiRPA`` module.
 
@@ -229,15 +256,16 @@ def import_auto_lirpa() -> types.ModuleType:
         ImportError: auto_LiRPA is not installed (the message says how to install it).
     """
     apply_shims()
-    lirpa = sys.modules.get("auto_LiRPA")
-    if lirpa is None:
-        if importlib.util.find_spec("auto_LiRPA") is None:
-            raise ImportError(INSTALL_HINT)
-        try:
-            lirpa = importlib.import_module("auto_LiRPA")
-        except ModuleNotFoundError as err:
-            if err.name and err.name.split(".")[0] == "auto_LiRPA":
-                raise ImportError(INSTALL_HINT) from err
-            raise
-    apply_post_import_shims(lirpa)
+    with _quiet_import():
+        lirpa = sys.modules.get("auto_LiRPA")
+        if lirpa is None:
+            if importlib.util.find_spec("auto_LiRPA") is None:
+                raise ImportError(INSTALL_HINT)
+            try:
+                lirpa = importlib.import_module("auto_LiRPA")
+            except ModuleNotFoundError as err:
+                if err.name and err.name.split(".")[0] == "auto_LiRPA":
+                    raise ImportError(INSTALL_HINT) from err
+                raise
+        apply_post_import_shims(lirpa)
     return lirpa
