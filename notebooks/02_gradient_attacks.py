@@ -232,7 +232,7 @@ def min_eps_one(model, x0, tol=5e-4):
 
 by_hand = [min_eps_one(model, xi) for xi in x[:20]]
 assert by_hand == dalv.attacks.min_fgsm_eps(model, x[:20])[0].tolist()
-print("ε of the first five images:", by_hand[:5])
+print("ε of the first five images:", [round(e, 5) for e in by_hand[:5]])
 
 # %%
 eps, x_min, flipped = dalv.attacks.min_fgsm_eps(model, x)
