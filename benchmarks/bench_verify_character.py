@@ -1,6 +1,7 @@
 """What do the examples of each FV-Adv backend look like, and what does each cost?
 
     python benchmarks/bench_verify_character.py [--points 20] [--k 10] [--seed 0]
+        [--hidden 30]
         [--marabou-points 6] [--marabou-seconds 120] [--milp-only-points 6]
 
 On identical queries: mnist5k's θ_init of ``--seed`` (as ``dalv.loop.start`` builds
@@ -49,14 +50,17 @@ import dalv.methods
 from dalv.augment import FGSMAdv
 from dalv.metrics import within_group_distance_stats
 from dalv.models import embed
+from dalv.reproduce import PRESETS
 from dalv.verify import Budget, LirpaVerifier, MarabouVerifier, Schedule
 from dalv.verify.milp import MilpVerifier
 from dalv.verify.property import PAPER_PROPERTY, winner_runner_up
 
 
-def queries(points: int, seed: int):
+def queries(points: int, seed: int, hidden: int):
     data = dalv.data.load("mnist5k")
-    cfg = dalv.ExperimentConfig(dataset="mnist5k")
+    cfg = dalv.ExperimentConfig(
+        dataset="mnist5k", model=dalv.ModelConfig(hidden=hidden)
+    )
     state = dalv.loop.start(data, cfg, seed, device="cpu")
     model = state.theta_init.eval()
     strategy = dalv.methods.get("FVAAL-No-Adv").strategy
@@ -188,6 +192,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=20)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument(
+        "--hidden",
+        type=int,
+        default=PRESETS["mnist5k"].config.model.hidden,
+        help="hidden width of the MLP (default: the mnist5k preset's)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--marabou-points", type=int, default=6)
     ap.add_argument("--marabou-seconds", type=float, default=120.0, help="per row")
@@ -196,12 +206,12 @@ def main() -> None:
     ap.add_argument("--gurobi-points", type=int, default=None, help="default: --points")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    model, x, y, sel, eps = queries(a.points, a.seed)
+    model, x, y, sel, eps = queries(a.points, a.seed, a.hidden)
     own = sel.own
     seeds = [own.x[i : i + 1] if own.valid[i] else x[:0] for i in range(len(x))]
     print(
-        f"mnist5k θ_init (seed {a.seed}), the {a.points} rows FVAAL queries in cycle "
-        "0, "
+        f"mnist5k θ_init (hidden {a.hidden}, seed {a.seed}), the {a.points} rows "
+        "FVAAL queries in cycle 0, "
         f"k = {a.k} (FGSM seed example + {a.k - 1}), first radius ε0 + 0.05 "
         f"(median {float(eps.median()):.4f}), Schedule(), paper property, 1 torch "
         "thread, cpu"

@@ -62,6 +62,7 @@ def render(path: Path, timeout: int) -> tuple[str, float]:
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()
     seconds = time.perf_counter() - t0
+    nb.metadata.setdefault("dalv", {})["executed_seconds"] = round(seconds, 1)
     out = SITE / "chapters"
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / path.name)
@@ -131,7 +132,9 @@ def main() -> None:
         if old.stem not in done:
             import nbformat
 
-            done[old.stem] = (title_of(nbformat.read(old, as_version=4)), float("nan"))
+            nb = nbformat.read(old, as_version=4)
+            seconds = nb.metadata.get("dalv", {}).get("executed_seconds", float("nan"))
+            done[old.stem] = (title_of(nb), float(seconds))
     chapters = [(n, t, s) for n, (t, s) in sorted(done.items())]
     (SITE / "index.html").write_text(index(chapters))
     print(f"site: {SITE / 'index.html'}")
