@@ -210,7 +210,6 @@ if div is None:
     display(Markdown("_Not computed: this report folder has no `diversity.csv` "
                      "(`dalv reproduce` writes it from the run folders)._"))
 elif len(div):
-    show(report.diversity_summary(div), precision=3)
     per = div[div["scope"] == "per image"].assign(
         cycle=lambda d: d["cycle"].where(d["cycle"] == 0, "last").astype(str))
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * per["method"].nunique() + 1.8))
@@ -218,7 +217,18 @@ elif len(div):
         g = per[per["layer"] == layer].groupby(["method", "cycle"])["mean"].mean()
         g.unstack().plot.barh(ax=ax, legend=layer == "logits")
         ax.set_title(f"per image, {layer} layer"); ax.set_xlabel("mean distance")
-    fig.tight_layout(); plt.show()
+    fig.tight_layout()
+    plots.save_figure(fig, out / "figures" / "diversity_per_image")
+    plt.show()
+    summary = report.diversity_summary(div)
+    wide = summary.pivot_table(index="method", columns=["scope", "layer", "cycle"],
+                               values="mean distance", sort=False)
+    wide.columns = [f"{s}, {lay[:5]}., cycle {c}" for s, lay, c in wide.columns]
+    wide.insert(0, "examples per cycle", summary.groupby("method", sort=False)[
+        "points"].max())
+    show(wide.reset_index(), precision=3)
+    display(Markdown("Mean over seeds; `diversity.csv` holds every seed, cycle and "
+                     "the spread."))
 else:
     display(Markdown("_No method in this grid added adversarial examples._"))
 
