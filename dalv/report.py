@@ -417,14 +417,14 @@ def save_figures(table: pd.DataFrame, fig_dir: Path) -> list[Path]:
         if len(sel) < 2:
             continue
         fig, ax = plt.subplots(figsize=(7.5, 4.6))
-        label = "with adversarial examples" if name == "advs" else "without"
+        label = "with" if name == "advs" else "without"
         learning_curves(
             table,
             x="cycle",
             methods=sel,
             paper=paper,
             ax=ax,
-            title=f"{dataset}: the paper's figure {label}",
+            title=f"{dataset}: the paper's figure {label} adversarial examples",
         )
         paths.append(save_figure(fig, fig_dir / f"curves_{name}")[0])
         plt.close(fig)
