@@ -540,7 +540,8 @@ def load_cycle(run_dir: str | os.PathLike, cycle: int) -> dict:
 
 
 def _progress(it: Iterable, on: bool, desc: str, total: int, initial: int):
-    if not on:
+    """A progress bar over the cycles still to run (none for a finished run)."""
+    if not on or initial >= total:
         return it
     from tqdm.auto import tqdm
 
