@@ -226,7 +226,7 @@ def curves_by_strategy(
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(4.2 * ncols, 3.3 * nrows),
+        figsize=(4.2 * ncols, 4.4 * nrows),
         sharex=True,
         sharey=True,
         squeeze=False,
@@ -250,7 +250,18 @@ def curves_by_strategy(
             title=strategy,
             legend=None,
         )
-        ax.legend(fontsize=7, loc="lower right", frameon=False)
+        # below the panel, outside the axes: the curves stay uncovered
+        ax.legend(
+            fontsize=7,
+            loc="upper center",
+            # clear of the tick labels and axis title, which only the last row has
+            bbox_to_anchor=(
+                0.5,
+                -0.24 if ax.get_subplotspec().is_last_row() else -0.06,
+            ),
+            ncol=2,
+            frameon=False,
+        )
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     for ax in axes.flat:
