@@ -21,8 +21,8 @@
 # compare them fairly: paired by seed, summarised by the area under the budget curve.
 #
 # **Prerequisites**: Python, NumPy, a first course in deep learning (an MLP, Adam,
-# cross-entropy). **Time**: about 2 minutes with the default settings on a laptop CPU;
-# `SMOKE = True` (what the tests run) takes seconds.
+# cross-entropy). **Time**: about a minute with the default settings on 2 CPU cores
+# (rerunning reads the runs back); `SMOKE = True` (what the tests run) takes seconds.
 #
 # Chapters: **01 baselines** → 02 gradient attacks → 03 formal verification → 04 FVAAL
 # → 05 the reproduction report. The protocol these chapters follow is written up in

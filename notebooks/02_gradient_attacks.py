@@ -29,8 +29,8 @@
 # the training set with the label of its source (protocol §4). Every ε is an L∞ radius
 # in pixel units (pixels lie in [0, 1]) unless it says L2.
 #
-# **Prerequisites**: chapter 01; gradients with `torch.autograd`. **Time**: about a
-# minute with the default settings on a laptop CPU; seconds with `SMOKE = True`.
+# **Prerequisites**: chapter 01; gradients with `torch.autograd`. **Time**: about 20
+# seconds with the default settings on 2 CPU cores; seconds with `SMOKE = True`.
 
 # %%
 # Setup: in a fresh Jupyter or Colab kernel this installs dalv (with its verification

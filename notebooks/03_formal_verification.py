@@ -34,8 +34,8 @@
 # an exact float64 forward pass before dalv uses it.
 #
 # **Prerequisites**: chapters 01–02; linear programming at the level of "an LP finds a
-# vertex of a polytope". **Time**: about 2 minutes on a laptop CPU (Marabou is the slow
-# part); `SMOKE = True` takes seconds.
+# vertex of a polytope". **Time**: about 15 seconds on 2 CPU cores; `SMOKE = True` takes
+# seconds.
 
 # %%
 # Setup: in a fresh Jupyter or Colab kernel this installs dalv (with its verification

@@ -31,9 +31,9 @@
 # of a solver's. If FV-Adv beats FGSM-Adv but not PGD-Adv, what helps is a stronger
 # attack, not verification.
 #
-# **Prerequisites**: chapters 01–03. **Time**: a few minutes when `RUNS_DIR` already
+# **Prerequisites**: chapters 01–03. **Time**: about 15 seconds when `RUNS_DIR` already
 # holds the runs of `python -m dalv reproduce --preset mnist5k` (they are read back);
-# otherwise about 10 minutes per seed on a laptop CPU. `SMOKE = True`: seconds.
+# otherwise about 2 minutes per seed on 2 CPU cores. `SMOKE = True`: seconds.
 
 # %%
 # Setup: in a fresh Jupyter or Colab kernel this installs dalv (with its verification
