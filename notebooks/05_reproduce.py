@@ -101,7 +101,9 @@ else:  # run the grid the parameters describe
     todo = cells(grid, seeds=SEEDS, runs=dalv.paths.project_path("runs/notebook"),
                  device=DEVICE, verifier=verifier)
     run_cells(todo)
-    out, table, div = pathlib.Path("."), collect(todo), grid_diversity(todo)
+    out = dalv.paths.project_path("runs/notebook/report")  # figures go here, not beside
+    out.mkdir(parents=True, exist_ok=True)  # the notebook: the clone stays clean
+    table, div = collect(todo), grid_diversity(todo)
     config = {"preset": PRESET, "methods": grid.method_names}
 
 # %%
