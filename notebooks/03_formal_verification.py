@@ -160,9 +160,10 @@ x0 = data.x_test[0].flatten()
 with torch.no_grad():
     c1, c2 = model(x0[None]).topk(2).indices[0]
 c = torch.zeros(10); c[c1], c[c2] = 1.0, -1.0           # the margin f_c1 − f_c2
-mine = crown_margin_lower(model, x0, 0.02, c)
-C = c[None, None].double()
-theirs = crown_bounds(model, x0[None], 0.02, C)[0][0, 0]
+with torch.no_grad():                                    # bounds need no gradients
+    mine = crown_margin_lower(model, x0, 0.02, c)
+    C = c[None, None].double()
+    theirs = crown_bounds(model, x0[None], 0.02, C)[0][0, 0]
 assert torch.allclose(mine, theirs, atol=1e-8), (mine, theirs)
 print(f"CROWN lower bound of f_c1 − f_c2 at ε = 0.02: {float(mine):.4f}")
 
