@@ -1,7 +1,7 @@
 """Cross-check dalv's training against the reference code's own, in TensorFlow.
 
-    python -m venv /tmp/tf && /tmp/tf/bin/pip install "tensorflow-cpu==2.15.*"
-    /tmp/tf/bin/python benchmarks/reference_keras_check.py HIDDEN [MNIST_RAW_DIR]
+    python -m venv .venv-tf && .venv-tf/bin/pip install "tensorflow-cpu==2.15.*"
+    .venv-tf/bin/python benchmarks/reference_keras_check.py HIDDEN [MNIST_RAW_DIR]
 
 Re-implements, in Keras 2 (TensorFlow 2.15, the framework the reference code was
 written for), the path the reference code takes for Random on MNIST: 50 random initial

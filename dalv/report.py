@@ -526,7 +526,8 @@ def render_report(
             pm.execute_notebook(
                 str(notebook_path()),
                 str(executed),
-                parameters={"REPORT_DIR": str(report_dir), "TITLE": title},
+                # relative to cwd, so the kept notebook names no machine's paths
+                parameters={"REPORT_DIR": ".", "TITLE": title},
                 cwd=str(report_dir),
                 progress_bar=False,
                 kernel_name="python3",
@@ -540,6 +541,11 @@ def render_report(
             ) from None
     nb = nbformat.read(executed, as_version=4)
     nb.metadata["title"] = title
+    pm_meta = nb.metadata.get("papermill", {})
+    pm_meta.update(
+        input_path=f"notebooks/{notebook_path().name}", output_path=executed.name
+    )
+    nbformat.write(nb, executed)
     exporter = HTMLExporter(
         exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )

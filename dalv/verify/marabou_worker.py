@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from dalv.verify.marabou_query import Box, MarabouTask, Weights, build_query
+from dalv.verify.marabou_query import Box, MarabouTask, build_query
+from dalv.verify.network import forward_weights
 from dalv.verify.property import satisfies
 
 __all__ = ["MarabouTask", "MarabouOutcome", "solve_task"]
@@ -75,15 +76,6 @@ class MarabouOutcome:
     eps: float = float("nan")
 
 
-def _forward(weights: Weights, x: np.ndarray) -> np.ndarray:
-    h = x.astype(np.float64)
-    for w, b, relu in weights:
-        h = h @ w.T + b
-        if relu:
-            h = np.maximum(h, 0.0)
-    return h
-
-
 def _solve(ipq: Any, timeout: float | None) -> tuple[str, dict[int, float], int]:
     """One Marabou call: exit code, assignment, visited search-tree states."""
     from maraboupy import MarabouCore  # noqa: PLC0415
@@ -103,7 +95,7 @@ def _solve(ipq: Any, timeout: float | None) -> tuple[str, dict[int, float], int]
 def _check(task: MarabouTask, box: Box, w: np.ndarray, exclude: np.ndarray) -> bool:
     """Float64 re-check of one witness (``property.satisfies``: box, margin, far)."""
     w64 = w.astype(np.float64)
-    y = _forward(task.weights, w64)
+    y = forward_weights(task.weights, w64)
     g = np.array([min(y[task.c1] - y[t] for t in task.rivals)])
     return bool(satisfies(w64[None], g, box.lo, box.hi, exclude, task.prop)[0])
 

@@ -68,7 +68,7 @@ from dalv.verify.milp_encode import (
     region_box,
 )
 from dalv.verify.milp_solve import Answer, LpSession, solve_milp
-from dalv.verify.network import AffineLayer
+from dalv.verify.network import AffineLayer, forward_weights
 from dalv.verify.property import Property, satisfies
 from dalv.verify.results import SearchStats
 from dalv.verify.verifier import Schedule
@@ -289,15 +289,6 @@ class CrownBounds:
         return pre, (lower - r, upper + r)
 
 
-def _forward_exact(weights, x: np.ndarray) -> np.ndarray:
-    h = x.astype(np.float64)
-    for w, b, relu in weights:
-        h = h @ w.T + b
-        if relu:
-            h = np.maximum(h, 0.0)
-    return h
-
-
 class _Search:
     """One input's loop (see the module docstring); ``run`` returns the outcome."""
 
@@ -351,7 +342,7 @@ class _Search:
     def _accept(self, w: np.ndarray, box) -> bool:
         """Exact float64 re-check against the requested margin, box and exclusions."""
         w64 = w.astype(np.float64)
-        g = (self.t.spec @ _forward_exact(self.t.weights, w64[None])[0]).min()
+        g = (self.t.spec @ forward_weights(self.t.weights, w64[None])[0]).min()
         lo, hi = box[0], box[1]
         return bool(
             satisfies(w64[None], np.array([g]), lo, hi, self.exclude, self.t.prop)[0]

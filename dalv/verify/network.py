@@ -1,9 +1,9 @@
 """What the verifiers need to know about a network: its layers and a float64 forward.
 
-Owns: layer validation, the affine/ReLU view of a network, ``forward64``, the handling
-of input shapes and the checks of tensor arguments; may import: torch, the standard
-library. (A model's device and dtype are read by ``dalv.models.model_device`` /
-``model_dtype``.)
+Owns: layer validation, the affine/ReLU view of a network, ``forward64`` (and
+``forward_weights``, the same in NumPy for solver workers), the handling of input shapes
+and the checks of tensor arguments; may import: torch, numpy, the standard library. (A
+model's device and dtype are read by ``dalv.models.model_device`` / ``model_dtype``.)
 
 The verifiers accept ``nn.Sequential`` stacks of ``Flatten``, ``Linear``, ``ReLU`` and
 ``Conv2d`` (nested ``Sequential`` blocks are flattened) that end with a ``Linear`` or
@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -34,6 +35,7 @@ __all__ = [
     "check_model",
     "affine_relu_layers",
     "forward64",
+    "forward_weights",
     "fold_leading_affine",
     "single_input",
     "check_batch",
@@ -236,6 +238,23 @@ def forward64(model: nn.Module, x: Tensor) -> Tensor:
                 continue
             args = (layer.stride, layer.padding, layer.dilation, layer.groups)
             h = nn.functional.conv2d(h, w, b, *args)
+    return h
+
+
+def forward_weights(
+    weights: list[tuple[np.ndarray, np.ndarray, bool]], x: np.ndarray
+) -> np.ndarray:
+    """``forward64`` in NumPy, on the layers as ``(W, b, relu)`` arrays (what solver
+    workers hold instead of the module).
+
+    Shapes:
+        x: ``[..., d]`` -> ``[..., n_classes]`` (float64).
+    """
+    h = np.asarray(x, np.float64)
+    for w, b, relu in weights:
+        h = h @ w.T + b
+        if relu:
+            h = np.maximum(h, 0.0)
     return h
 
 
