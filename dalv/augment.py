@@ -401,9 +401,12 @@ class FVAdv(Augmenter):
             ``eps_reset_above`` (0.01 and 0.5 in the paper).
         eps_reset_above: see ``eps_default``.
         budget: what the search may spend: ``work`` per queried row in the verifier's
-            unit (solver calls, or subdomains for lirpa), and ``seconds`` for the whole
-            cycle's search as a safety net. Work, not seconds, ends a search, so a seed
-            fixes the examples on any machine.
+            unit (solver calls, or subdomains for lirpa). Work alone ends a search by
+            default, so a seed fixes the examples on any machine. ``seconds`` (off by
+            default) adds a wall-clock safety net for the whole cycle's search, for
+            interactive use: when it fires, the rows it cut are counted in the results
+            row's ``aug_timeouts`` (the report flags them) and the run then depends on
+            the machine's speed.
         prop: the property (target class, separation rule, δ and margin).
     """
 
@@ -413,7 +416,7 @@ class FVAdv(Augmenter):
     schedule: Schedule = field(default_factory=Schedule)
     eps_default: float = 0.01
     eps_reset_above: float = 0.5
-    budget: Budget = field(default_factory=lambda: Budget(work=1000, seconds=120.0))
+    budget: Budget = field(default_factory=lambda: Budget(work=1000))
     prop: Property = field(default_factory=Property)
 
     def __post_init__(self) -> None:
@@ -461,7 +464,7 @@ class PGDAdv(Augmenter):
     schedule: Schedule = field(default_factory=Schedule)
     eps_default: float = 0.01
     eps_reset_above: float = 0.5
-    budget: Budget = field(default_factory=lambda: Budget(work=1000, seconds=120.0))
+    budget: Budget = field(default_factory=lambda: Budget(work=1000))
     prop: Property = field(default_factory=Property)
 
     def __post_init__(self) -> None:

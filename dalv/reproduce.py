@@ -25,7 +25,7 @@ from dalv.config import ExperimentConfig, ModelConfig, to_dict
 from dalv.loop import write_csv, write_json
 from dalv.methods import Method, get
 from dalv.paper import FIGURE_METHODS as PAPER_FIGURES
-from dalv.verify import Budget, Verifier
+from dalv.verify import Verifier
 
 __all__ = [
     "Preset",
@@ -70,24 +70,22 @@ class Preset:
         return [m.name for m in self.methods]
 
 
-def _preset(
-    name, config, names, seeds=(0,), description="", *, work_only=False
-) -> Preset:
+def _preset(name, config, names, seeds=(0,), description="") -> Preset:
     methods = tuple(get(n) for n in names)
-    if work_only:
-        methods = tuple(map(_work_only, methods))
+    for m in methods:
+        _check_work_only(m)
     return Preset(name, config, methods, tuple(seeds), description)
 
 
-def _work_only(method: Method) -> Method:
-    """``method`` with its box search ended by its work budget alone: no wall-clock
-    safety net, so a seed fixes the examples on any machine however long they take."""
-    aug = method.augmenter
-    budget = getattr(aug, "budget", None)
-    if budget is None or budget.seconds is None:
-        return method
-    aug = replace(aug, budget=Budget(work=budget.work))
-    return replace(method, augmenter=aug)
+def _check_work_only(method: Method) -> None:
+    """A preset's box searches end on work alone (a seed fixes a cell on any machine);
+    a wall-clock net would make what a cell trains on depend on the machine's speed."""
+    budget = getattr(method.augmenter, "budget", None)
+    if budget is not None and budget.seconds is not None:
+        raise ValueError(
+            f"{method.name}: a preset's searches must end on work alone, but its "
+            f"budget has a {budget.seconds} s clock; use Budget(work=...) only"
+        )
 
 
 _SMOKE_CFG = ExperimentConfig(
@@ -107,10 +105,6 @@ _PAPER = {
     # CIFAR-10: n = n_init = 1000 per cycle (protocol §9)
     "cifar10": ExperimentConfig(dataset="cifar10", n_initial=1000, budget=1000),
 }
-# CIFAR-10's searches take longer than FV-Adv's 120 s per-cycle safety net (about 0.3 s
-# per queried row, 1,000 rows; benchmarks/bench_cifar_cost.py), which would end them at
-# a machine-dependent point: there the work budget alone ends a search.
-_WORK_ONLY = {"cifar10"}
 # The figures leave out FVAAL+FGSM-Adv(10), which the claim "FV-Adv beats FGSM-Adv for
 # FVAAL" needs; the PGD-Adv arms are dalv's control (protocol §4.5).
 CONTROLS = [f"{s}+PGD-Adv(10)" for s in ("FVAAL", "DFAL", "BADGE", "Random")]
@@ -169,7 +163,6 @@ _PRESETS = [
             FIVE,
             f"the paper's protocol on {cfg.dataset} (hidden {cfg.model.hidden}): its "
             "figure methods, FVAAL+FGSM-Adv(10) and the PGD-Adv controls, 5 seeds",
-            work_only=key in _WORK_ONLY,
         )
         for key, cfg in _PAPER.items()
     ),
