@@ -359,9 +359,29 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _folder_threads(out: Path, old: dict) -> set[int]:
+    """The torch thread counts a run folder's finished work was computed with."""
+    done = (out / "checkpoints" / "init.pt", out / "results.csv")
+    if not any(p.exists() for p in done):
+        return set()  # nothing computed yet: any thread count may start it
+    if "threads" in old:
+        return {int(old["threads"])}
+    try:  # folders written before config.json recorded it: the rows say
+        return {int(t) for t in pd.read_csv(out / "results.csv")["threads"].unique()}
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
 def _check_folder(out: Path, spec: RunSpec) -> None:
     cfg_path = out / "config.json"
-    record = {**spec.to_dict(), "hash": spec.hash, "dalv_version": __version__}
+    threads = torch.get_num_threads()
+    record = {
+        **spec.to_dict(),
+        "hash": spec.hash,
+        "dalv_version": __version__,
+        # float sums in training depend on the thread count: one count per folder
+        "threads": threads,
+    }
     if not cfg_path.exists():
         write_json(record, cfg_path)
         return
@@ -379,6 +399,15 @@ def _check_folder(out: Path, spec: RunSpec) -> None:
         raise CheckpointError(
             f"{out} holds a run with another configuration (changed: {what}); choose "
             "another --out folder, or delete that one to start over"
+        )
+    before = _folder_threads(out, old)
+    if before and before != {threads}:
+        n = ", ".join(str(t) for t in sorted(before))
+        raise CheckpointError(
+            f"{out} was computed with {n} torch thread(s) and this process uses "
+            f"{threads}: results differ between thread counts, so the seed would not "
+            f"reproduce its rows. Call torch.set_num_threads({min(before)}) to read it "
+            "back or extend it, or choose another folder"
         )
     if (
         old != record
