@@ -2,13 +2,16 @@
 
 Owns ``method_style`` (one fixed colour, line style and marker per method, the same in
 every figure and report), ``learning_curves``, ``curves_by_strategy`` (small multiples),
-``save_figure``, ``forest`` (the claims' paired differences), ``aubc_table`` and
+``save_figure``, ``forest`` / ``forest_rows`` (paired differences with their
+intervals), ``aubc_table`` and
 ``show_images``. May import matplotlib, pandas,
 numpy, ``dalv.metrics`` and ``dalv.methods``.
 
 Colours encode the query strategy (a hue per strategy) and the augmentation (its shade:
-light without adversarial examples, darkest with a verifier's); line styles encode the
-augmentation too, so a figure still reads in grey scale.
+middle without adversarial examples, darkest with a verifier's). FGSM-Adv, PGD-Adv and
+FV-Adv sit far apart on that scale (lightest, middle, darkest) and differ in line style
+(dashed, dash-dot, solid), marker (square, triangle, down-triangle) and width, so they
+stay apart in a panel of one strategy and in grey scale.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "curves_by_strategy",
     "save_figure",
     "forest",
+    "forest_rows",
     "aubc_table",
     "show_images",
 ]
@@ -49,11 +53,11 @@ _HUES = {
     "CertifiedRadius": "GnBu",
 }
 _SHADES = {
-    "No-Adv": 0.45,
-    "Own-Adv": 0.6,
-    "FGSM-Adv": 0.72,
-    "PGD-Adv": 0.84,
-    "FV-Adv": 0.97,
+    "No-Adv": 0.55,
+    "Own-Adv": 0.62,
+    "FGSM-Adv": 0.42,
+    "PGD-Adv": 0.72,
+    "FV-Adv": 1.0,
 }
 _LINES = {
     "No-Adv": ":",
@@ -61,6 +65,13 @@ _LINES = {
     "FGSM-Adv": "--",
     "PGD-Adv": "-.",
     "FV-Adv": "-",
+}
+_WIDTHS = {
+    "No-Adv": 1.3,
+    "Own-Adv": 1.4,
+    "FGSM-Adv": 1.4,
+    "PGD-Adv": 1.6,
+    "FV-Adv": 2.1,
 }
 _MARKERS = {
     "No-Adv": "o",
@@ -82,6 +93,7 @@ class Style:
     marker: str
     strategy: str
     augmentation: str
+    linewidth: float = 1.6
 
 
 def method_style(name: str) -> Style:
@@ -95,7 +107,7 @@ def method_style(name: str) -> Style:
     except ValueError:
         cmap = plt.get_cmap("tab20")
         color = cmap(zlib.crc32(name.encode()) % 20)
-        return Style(tuple(color), "-", "o", name, "?")
+        return Style(tuple(color), "-", "o", name, "?", 1.6)
     strategy, kind = m.strategy.name, m.augmenter.kind
     cmap = plt.get_cmap(_HUES.get(strategy, "cividis"))
     shade = _SHADES.get(kind, 0.8)
@@ -105,6 +117,7 @@ def method_style(name: str) -> Style:
         _MARKERS.get(kind, "o"),
         strategy,
         kind,
+        _WIDTHS.get(kind, 1.6),
     )
 
 
@@ -150,8 +163,8 @@ def learning_curves(
             color=st.color,
             ls=st.linestyle,
             marker=st.marker,
-            ms=3,
-            lw=1.6,
+            ms=3.5,
+            lw=st.linewidth,
             label=m,
         )
         if s["std"].notna().any():
@@ -257,7 +270,7 @@ def curves_by_strategy(
             # clear of the tick labels and axis title, which only the last row has
             bbox_to_anchor=(
                 0.5,
-                -0.24 if ax.get_subplotspec().is_last_row() else -0.06,
+                -0.24 if ax.get_subplotspec().is_last_row() else -0.12,
             ),
             ncol=2,
             frameon=False,
@@ -265,6 +278,7 @@ def curves_by_strategy(
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     for ax in axes.flat:
+        ax.tick_params(labelbottom=True)  # every panel has its own x ticks
         if not ax.get_subplotspec().is_last_row():
             ax.set_xlabel("")
         if not ax.get_subplotspec().is_first_col():
@@ -293,15 +307,15 @@ def save_figure(fig: plt.Figure, path_stem: str | Path, dpi: int = 110) -> list[
 _VERDICT_COLORS = {
     "supported": "#1a9641",
     "contradicted": "#d7191c",
-    "not supported": "#fdae61",
+    "not supported": "#e08a00",
     "inconclusive": "#7f7f7f",
 }
 
 
 def forest(claims: pd.DataFrame, metric: str = "aubc", title: str | None = None):
-    """A forest plot of the claims' paired differences A − B over seeds: the mean, its
-    95 % t interval (line) and bootstrap interval (thick), the equivalence margin
-    (shaded) and the paper's own mean difference (a cross), coloured by verdict.
+    """A forest plot of the claims' paired differences A − B over seeds: the mean and
+    its 95 % t interval, the equivalence margin (shaded) and the paper's own mean
+    difference (a cross), coloured by verdict, one block per family (primary first).
 
     Args:
         claims: ``dalv.report.claims``'s table.
@@ -309,27 +323,68 @@ def forest(claims: pd.DataFrame, metric: str = "aubc", title: str | None = None)
         title: the axes title.
     """
     rows = claims[claims["metric"] == metric].reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.3))
-    y = np.arange(len(rows))[::-1]
-    margin = float(rows["margin"].iloc[0]) if len(rows) else 0.0
-    ax.axvspan(-margin, margin, color="0.9", zorder=0, label=f"±{margin:g} margin")
-    ax.axvline(0, color="0.3", lw=0.8)
-    for yi, (_, r) in zip(y, rows.iterrows(), strict=True):
-        c = _VERDICT_COLORS.get(r["verdict"], "k")
-        ax.plot([r["CI low"], r["CI high"]], [yi, yi], color=c, lw=1.2)
-        ax.plot([r["boot low"], r["boot high"]], [yi, yi], color=c, lw=3.5, alpha=0.6)
-        ax.plot(r["Δ mean"], yi, "o", color=c, ms=5)
-        if "paper Δ" in r and np.isfinite(r.get("paper Δ", np.nan)):
-            ax.plot(r["paper Δ"], yi, "x", color="k", ms=6)
-    ax.set_yticks(
-        y, [f"{r['claim']} ({r['verdict']})" for _, r in rows.iterrows()], fontsize=8
-    )
     label = "AUBC" if metric == "aubc" else "final accuracy"
-    ax.set_xlabel(f"Δ {label}, A − B (per-seed pairs; × = the paper's own)")
-    handles = [
-        plt.Line2D([], [], color=c, marker="o", lw=1.2, label=v)
-        for v, c in _VERDICT_COLORS.items()
+    labels = [
+        f"{r['claim']} ({r['verdict']})"
+        + (" [primary]" if r.get("role") == "primary" else "")
+        for _, r in rows.iterrows()
     ]
+    fig = _forest_axes(
+        labels,
+        rows["Δ mean"].to_numpy(float),
+        rows["CI low"].to_numpy(float),
+        rows["CI high"].to_numpy(float),
+        list(rows["verdict"]),
+        float(rows["margin"].iloc[0]) if len(rows) else 0.0,
+        xlabel=f"Δ {label}, A − B (per-seed pairs; × = the paper's own)",
+        title=title or f"claims, {label}: paired differences with 95 % t intervals",
+        extra=rows["paper Δ"].to_numpy(float) if "paper Δ" in rows else None,
+        groups=list(rows["family"]) if "family" in rows else None,
+    )
+    return fig
+
+
+def forest_rows(
+    rows: pd.DataFrame, *, margin: float, xlabel: str, title: str
+) -> plt.Figure:
+    """A forest plot of ready rows (``label``, ``Δ``, ``low``, ``high``, ``verdict``),
+    e.g. one claim across datasets and sources (the summary report)."""
+    return _forest_axes(
+        list(rows["label"]),
+        rows["Δ"].to_numpy(float),
+        rows["low"].to_numpy(float),
+        rows["high"].to_numpy(float),
+        list(rows["verdict"]),
+        margin,
+        xlabel=xlabel,
+        title=title,
+    )
+
+
+def _forest_axes(
+    labels, mean, lo, hi, verdicts, margin, *, xlabel, title, extra=None, groups=None
+) -> plt.Figure:
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(8.0, 0.42 * n + 1.4))
+    y = np.arange(n)[::-1].astype(float)
+    ax.axvspan(-margin, margin, color="0.9", zorder=0)
+    ax.axvline(0, color="0.3", lw=0.8)
+    for i in range(n):
+        c = _VERDICT_COLORS.get(verdicts[i], "k")
+        if np.isfinite(lo[i]) and np.isfinite(hi[i]):
+            ax.plot([lo[i], hi[i]], [y[i], y[i]], color=c, lw=2.2)
+        if np.isfinite(mean[i]):
+            ax.plot(mean[i], y[i], "o", color=c, ms=6)
+        if extra is not None and np.isfinite(extra[i]):
+            ax.plot(extra[i], y[i], "x", color="k", ms=6)
+        if groups is not None and i and groups[i] != groups[i - 1]:
+            ax.axhline(y[i] + 0.5, color="0.6", lw=0.6, ls=":")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel(xlabel)
+    handles = [
+        plt.Line2D([], [], color=c, marker="o", lw=2.2, label=v)
+        for v, c in _VERDICT_COLORS.items()
+    ] + [plt.Rectangle((0, 0), 1, 1, color="0.9", label=f"±{margin:.4f} margin")]
     ax.legend(
         handles=handles,
         fontsize=7,
@@ -338,7 +393,7 @@ def forest(claims: pd.DataFrame, metric: str = "aubc", title: str | None = None)
         frameon=False,
     )
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title(title or f"claims, {label}: paired differences with 95 % intervals")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -70,14 +70,21 @@ import pathlib
 from dataclasses import replace
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Image, Markdown, display
+from IPython.display import HTML, Image, Markdown, display
 from dalv import plots, report, stats
 from dalv.cli import VERIFIERS
 from dalv.methods import get
 from dalv.reproduce import PRESETS, cells, collect, grid_diversity, run_cells
 
-def show(df, precision=4):
-    display(df.style.format(precision=precision, na_rep="–").hide(axis="index"))
+def show(df, precision=4, red_rows=None):
+    """A rounded table; rows where ``red_rows`` is True are drawn in red."""
+    df = df.reset_index(drop=True)
+    sty = df.style.format(precision=precision, na_rep="–").hide(axis="index")
+    if red_rows is not None:
+        flags = list(red_rows)
+        sty = sty.apply(lambda r: ["background:#fde4e1;color:#b42318" if flags[r.name] else ""
+                                   for _ in r], axis=1)
+    display(sty)
 
 # %%
 if REPORT_DIR and (pathlib.Path(REPORT_DIR) / "results.csv").exists():
@@ -107,38 +114,78 @@ else:  # run the grid the parameters describe
     config = {"preset": PRESET, "methods": grid.method_names}
 
 # %%
-n_m, n_s, n_c = (table[c].nunique() for c in ("method", "seed", "cycle"))
+n_m, n_s, n_c = (int(table[c].nunique()) for c in ("method", "seed", "cycle"))
+dataset = str(table["dataset"].iloc[0])
+cl = report.claims(table)
 files = ["results.csv", "diversity.csv", "config.json", "report.ipynb", "figures/"]
 links = " · ".join(f"[{f}]({f})" for f in files if (out / f).exists())
+display(Markdown(f"# {TITLE}"))
+display(HTML('<div style="border-left:4px solid #444;padding:0.2em 0.8em;'
+             'margin:0.5em 0 1em;background:#fafafa">'
+             + report.headline(cl, dataset, n_s) + "</div>"))
+for w in report.report_warnings(table):
+    display(HTML('<div style="border:2px solid #b42318;background:#fde4e1;color:#7a1a12;'
+                 f'padding:0.4em 0.8em;margin:0.4em 0"><b>Warning.</b> {w}</div>'))
 display(Markdown(
-    f"# {TITLE}\n\n{config.get('description', '')}\n\n"
-    f"{n_m} methods × {n_s} seeds × {n_c} cycles on **{table['dataset'].iloc[0]}**, "
+    f"{config.get('description', '')}\n\n"
+    f"{n_m} methods × {n_s} seeds × {n_c} cycles on **{dataset}**, "
     f"protocol `{table['protocol'].iloc[0]}`. Files: {links}\n\n"
-    "The protocol is described in dalv's `docs/protocol.md` (cited as protocol §N)."))
+    "The protocol is described in dalv's `docs/protocol.md` (cited as protocol §N); "
+    "the analysis plan the verdicts follow is its §10."))
 
 # %% [markdown]
 # ## Learning curves
 #
 # Test accuracy per cycle, mean ± 1 std over seeds; one panel per query strategy with
-# its augmentations (colour: strategy, shade and line style: augmentation, the same
-# everywhere in dalv). Where the runs follow the paper's protocol on its dataset, the
-# paper's 5-seed averages are drawn thin and faint with crosses; otherwise (another
-# pool, fewer cycles) they are left out, since they are not comparable point for point.
+# its augmentations (colour: strategy; shade, line style and marker: augmentation —
+# FGSM-Adv light and dashed, PGD-Adv middle and dash-dotted, FV-Adv darkest and solid,
+# the same everywhere in dalv). Where the runs follow the paper's protocol on its
+# dataset, the paper's 5-seed averages are drawn thin and faint with crosses; otherwise
+# (another pool, fewer cycles) they are left out, since they are not comparable point
+# for point.
 
 # %%
 for path in report.save_figures(table, out / "figures"):
     display(Image(filename=str(path)))
 
 # %% [markdown]
+# ## The claims, under the analysis plan
+#
+# Each comparison whose two methods ran here, grouped by the plan's families (primary
+# first): the paper's thesis (FV-Adv beats FGSM-Adv per strategy), its other claims
+# (protocol §7) and dalv's control claims, which ask whether a *verifier's*
+# counterexample matters or just a stronger attack's (protocol §4.5). For each: the mean
+# over seeds of the paired difference A − B, its 95 % t interval, the standardised
+# effect, the p values Holm-adjusted within the family, and the verdict. The paper's own
+# per-seed numbers get the same plan (`paper …` columns).
+
+# %%
+display(Markdown(report.plan_markdown(n_s)))
+display(Markdown("**Rule.** " + stats.VERDICT_RULES))
+display(HTML(report.claims_html(cl)))
+
+# %%
+for metric in ("aubc", "final"):
+    if len(cl) and (cl["metric"] == metric).any():
+        fig = plots.forest(cl, metric)
+        plots.save_figure(fig, out / "figures" / f"claims_{metric}")
+        plt.show()
+
+# %% [markdown]
 # ## AUBC and final accuracy
 #
 # Normalised AUBC (protocol §5.2) and final accuracy, mean ± std over seeds, beside the
-# paper's 5-seed values for the same method. On mnist5k (a 4,000-image pool and a
-# 1,000-image test set) absolute values differ from the paper's full-MNIST numbers;
-# compare rankings and paired differences, not levels.
+# paper's 5-seed values for the same method.
 
 # %%
-show(report.comparison(table))
+comparable = report.paper_curves_for(table) is not None
+display(Markdown(report.dataset_note(dataset, comparable)))
+cut = report.timeouts(table)
+comp = report.comparison(table)
+show(comp, red_rows=comp["method"].isin(set(cut["method"])))
+if len(cut):
+    display(Markdown("Methods in red had searches cut by the seconds safety net in some "
+                     "cells (listed under *What the augmenters did*)."))
 
 # %% [markdown]
 # ## Fidelity to the paper's curves
@@ -157,43 +204,6 @@ else:
                      "on its dataset._"))
 if (out / "fidelity.csv").exists():
     show(pd.read_csv(out / "fidelity.csv"))
-
-# %% [markdown]
-# ## The claims, as statistics
-#
-# Each comparison whose two methods ran here: the paper's claims (protocol §7) and
-# dalv's control claims, which ask whether a *verifier's* counterexample matters or
-# just a stronger attack's (protocol §4.5). For each: the mean over seeds of the paired
-# difference A − B, its 95 % t and bootstrap intervals, the standardised effect, the p
-# value Holm-adjusted over the claims of the metric, and the verdict. The paper's own
-# per-seed numbers get the same treatment (`paper …` columns).
-
-# %%
-cl = report.claims(table)
-display(Markdown("**Rule.** " + stats.VERDICT_RULES + " Margins: "
-                 + ", ".join(f"{k} ±{v:g}" for k, v in report.MARGINS.items()) + "."))
-if len(cl):
-    cols = ["claim", "metric", "seeds", "Δ mean", "CI low", "CI high", "effect d_z",
-            "A ahead", "p Holm", "verdict", "paper Δ", "paper verdict"]
-    show(cl[[c for c in cols if c in cl]])
-else:
-    display(Markdown("_None of the compared pairs ran in this grid._"))
-
-# %%
-for metric in ("aubc", "final"):
-    if len(cl) and (cl["metric"] == metric).any():
-        fig = plots.forest(cl, metric)
-        plots.save_figure(fig, out / "figures" / f"claims_{metric}")
-        plt.show()
-
-# %%
-a = cl[(cl["metric"] == "aubc") & (cl["seeds"] > 1)] if len(cl) else cl
-if len(a):
-    sd = float(a["sd"].median())
-    display(Markdown(
-        f"**Power.** Paired AUBC differences spread with a median sd of {sd:.4f} over "
-        f"{int(a['seeds'].max())} seeds here; a difference of 0.005 needs about "
-        f"{stats.seeds_needed(0.005, sd)} seeds for 80 % power (`--seeds 0-9`)."))
 
 # %% [markdown]
 # ## Diversity of the added adversarial examples
@@ -227,7 +237,7 @@ elif len(div):
                                values="mean distance", sort=False)
     wide.columns = [f"{s}, {lay[:5]}., cycle {c}" for s, lay, c in wide.columns]
     wide.insert(0, "examples per cycle", summary.groupby("method", sort=False)[
-        "points"].max())
+        "points"].max().astype(int))
     show(wide.reset_index(), precision=3)
     display(Markdown("Mean over seeds; `diversity.csv` holds every seed, cycle and "
                      "the spread."))
@@ -240,29 +250,42 @@ else:
 # Per cycle, averaged over seeds and cycles: examples requested and found, where they
 # came from (`own`: the strategy's own example; `fgsm`: the FGSM sweep; `solver`: a
 # verifier's solver; `pgd`: projected gradient descent), the radius steps proved empty,
-# and queried points the search left undecided (`unknown`).
+# queried points the search left undecided (`unknown`), and searches cut by the seconds
+# safety net (`timeouts`, red when any).
 
 # %%
 work = report.verifier_work(table)
-show(work, precision=1) if len(work) else display(Markdown("_No augmentation ran._"))
+if len(work):
+    flagged = work["timeouts"] > 0 if "timeouts" in work else None
+    show(work, precision=1, red_rows=flagged)
+else:
+    display(Markdown("_No augmentation ran._"))
+if len(cut):
+    display(HTML('<p style="color:#b42318"><b>Cells cut by the clock.</b> In these '
+                 "rows FV-Adv's seconds safety net cut searches, so what they trained on "
+                 "depends on the machine's speed and load: a seed does not fix them.</p>"))
+    show(cut.reset_index(drop=True), precision=1, red_rows=[True] * len(cut))
+elif "aug_timeouts" in table:
+    display(Markdown("No search was cut by the seconds safety net (`aug_timeouts` = 0 in "
+                     "every row): a seed fixes every cell."))
 
 # %% [markdown]
 # ## Time per cycle (seconds)
 
 # %%
 show(report.timings(table), precision=2)
-core_s = table[[c for c in table if c.endswith("_s")]].to_numpy().sum()
-display(Markdown(f"{core_s / 60:.1f} core-minutes inside cycles in all; the last "
-                 f"`dalv reproduce` call took {config.get('grid_seconds', '?')} s "
-                 "(finished cells are read back, not rerun)."))
+display(Markdown(report.grid_time(table, config)))
 
 # %% [markdown]
 # ## Configuration and environment
 
 # %%
-threads = sorted(table["threads"].unique()) if "threads" in table else "?"
-devices = sorted(table["device"].unique()) if "device" in table else "?"
-env = {**report.environment(), "torch threads per cell": str(threads),
-       "devices": str(devices)}
+def _values(col):  # plain Python values: "1", not "[np.int64(1)]"
+    if col not in table:
+        return "?"
+    return ", ".join(str(v) for v in sorted(table[col].dropna().unique().tolist()))
+
+env = {**report.environment(), "torch threads per cell": _values("threads"),
+       "devices": _values("device")}
 display(pd.Series(env, name="value").to_frame())
 display(Markdown("```json\n" + json.dumps(config, indent=1) + "\n```"))
