@@ -182,3 +182,18 @@ def test_degenerate_inputs_are_safe():
     same = paired_test(np.array([0.01, 0.01, 0.01]), 0.005)
     assert same.ci_t == (0.01, 0.01) and same.p == 0.0
     assert holm_power(0.005, 0.0, 5) == 0.0 and seeds_needed(0.0, 0.004) == 0
+
+
+def test_the_protocol_states_the_plans_numbers():
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    plan = text[text.index("## 10. The analysis plan") :]
+    for s in (
+        f"**{PILOT_SD['aubc']:.4f} AUBC**",
+        f"**{PILOT_SD['final']:.4f} final accuracy**",
+        f"AUBC ±{MARGINS['aubc']:.4f}",
+        f"final accuracy ±{MARGINS['final']:.4f}",
+        f"**{MARGIN_SD:g} pilot paired sds**",
+        f"**MNIST: {planned_seeds()} seeds**",
+        f"Holm over {PRIMARY_SIZE}",
+    ):
+        assert s in plan, s
