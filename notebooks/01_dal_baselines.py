@@ -21,8 +21,10 @@
 # compare them fairly: paired by seed, summarised by the area under the budget curve.
 #
 # **Prerequisites**: Python, NumPy, a first course in deep learning (an MLP, Adam,
-# cross-entropy). **Time**: about a minute with the default settings on 2 CPU cores
-# (rerunning reads the runs back); `SMOKE = True` (what the tests run) takes seconds.
+# cross-entropy). **Time**: about 40 s at the teaching setting (it reads back the
+# committed runs of `python -m dalv reproduce --preset baselines`); `RECOMPUTE = True`
+# recomputes them (about 12 runs of 20 cycles: it prints its expected time first);
+# `SMOKE = True` (what the tests run) takes seconds.
 #
 # Chapters: **01 baselines** → 02 gradient attacks → 03 formal verification → 04 FVAAL
 # → 05 the reproduction report. The protocol these chapters follow is written up in
@@ -50,24 +52,39 @@ if not all(importlib.util.find_spec(m) for m in ("dalv", "auto_LiRPA")):
 import dalv
 
 # %% tags=["parameters"]
-SMOKE = False            # seconds-long settings (the tests set this)
-DATASET = "mnist5k"      # 4,000 real MNIST digits to label, 1,000 to test on
-METHODS = ["Random", "Entropy", "BADGE", "Core-set"]
-SEEDS = [0, 1, 2]
-CYCLES, BUDGET, INITIAL, CANDIDATES = 20, 50, 50, 10_000
-RUNS_DIR = "runs/01_baselines"  # under the clone's root; rerunning reads runs back
+# None = the teaching setting (or SMOKE's); a value set here or with papermill -p wins.
+SMOKE: bool = False  # seconds-long settings on 8x8 digits (what the tests run)
+RECOMPUTE: bool = False  # recompute the runs instead of reading the committed table
+DATASET: str = None  # "mnist5k" (4,000 MNIST digits to label, 1,000 to test on)
+METHODS: list = None  # strategies, e.g. ["Random", "Entropy", "BADGE", "Core-set"]
+SEEDS: list = None  # e.g. [0, 1, 2]; every method of a seed shares its initial labels
+CYCLES: int = None  # acquisition cycles (20)
+BUDGET: int = None  # labels bought per cycle (50)
+INITIAL: int = None  # initial labelled images (50)
+CANDIDATES: int = None  # unlabelled images a strategy scores per cycle (10,000: all)
+RUNS_DIR: str = None  # where RECOMPUTE writes its runs (runs/01_baselines)
 
 # %%
-if SMOKE:
-    DATASET, SEEDS, CYCLES, BUDGET, INITIAL, CANDIDATES = "digits", [0], 3, 10, 20, 300
+import dalv.course  # the course helpers: parameters checked before work starts
+P = dalv.course.settings("01", SMOKE=SMOKE, RECOMPUTE=RECOMPUTE, DATASET=DATASET,
+                         METHODS=METHODS, SEEDS=SEEDS, CYCLES=CYCLES, BUDGET=BUDGET,
+                         INITIAL=INITIAL, CANDIDATES=CANDIDATES, RUNS_DIR=RUNS_DIR)
+DATASET, METHODS, SEEDS, CYCLES = P.DATASET, P.METHODS, P.SEEDS, P.CYCLES
+BUDGET, INITIAL, CANDIDATES = P.BUDGET, P.INITIAL, P.CANDIDATES
 import copy
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from dalv.plots import aubc_table, learning_curves, show_images
+from dalv.reproduce import PRESETS
+torch.set_num_threads(1)  # the committed runs' thread count: the seed reproduces them
 data = dalv.data.load(DATASET)
-cfg = dalv.ExperimentConfig(dataset=DATASET, n_initial=INITIAL, budget=BUDGET,
-                            n_cycles=CYCLES, candidates=CANDIDATES)
+# the `baselines` preset's experiment (an MLP with 30 hidden units, the paper's width),
+# whose runs are committed in reports/baselines
+cfg = PRESETS["baselines"].config.replace(dataset=DATASET, n_initial=INITIAL,
+                                          budget=BUDGET, n_cycles=CYCLES,
+                                          candidates=CANDIDATES)
+print(P)
 data
 
 # %%
@@ -142,8 +159,20 @@ print(f"by hand: {acc:.4f}   dalv.run_cycle: {record.test_acc:.4f}")
 
 # %%
 methods = [dalv.methods.get(m) for m in METHODS]
-runs = None if SMOKE else dalv.paths.project_path(RUNS_DIR)
-table = dalv.run_grid(methods, data, cfg, seeds=SEEDS, out_dir=runs)
+saved = dalv.course.committed("baselines", cfg, METHODS, SEEDS)
+if saved.table is not None and not P.RECOMPUTE:
+    table = saved.table  # the committed runs: same experiment, methods and seeds
+    print(saved.note())
+else:
+    print(saved.note() if saved.table is None else "RECOMPUTE = True")
+    guess = dalv.course.estimate_seconds("baselines", DATASET, METHODS, SEEDS, CYCLES)
+    print(dalv.course.announce(guess, f"{len(METHODS)} methods × {len(SEEDS)} seeds"))
+    runs = None if SMOKE else dalv.paths.project_path(P.RUNS_DIR)
+    table = dalv.run_grid(methods, data, cfg, seeds=SEEDS, out_dir=runs)
+mine = table.query("method == 'Entropy' and seed == @seed and cycle == 0")
+if len(mine):  # the cycle computed by hand above is the table's first Entropy row
+    print(f"Entropy, seed {seed}, cycle 0: {record.test_acc:.4f} computed here, "
+          f"{mine.test_acc.iloc[0]:.4f} in the table")
 table[["method", "seed", "cycle", "n_labeled", "test_acc"]].head()
 
 # %%
@@ -182,11 +211,17 @@ for a in ["BADGE", "Entropy", "Core-set"]:
 #
 # ## Exercises
 #
-# 1. Set `CANDIDATES = 500`. Which strategies change, and why does Random not?
-# 2. Replace Entropy by `"Margin"` (smallest gap between the two most probable classes).
-#    Does it suffer from the cold start as much?
-# 3. Change the protocol to `"clean"` (`cfg.replace(protocol="clean")`: a fresh
-#    initialisation each cycle, trained on every label). Does the ranking change?
+# Check your answers with `dalv.course.check_exercise`: it recomputes each answer from
+# your objects and says "correct" or what is off. Worked solutions are in the project's
+# `docs/solutions/01.md`.
+#
+# 1. Compute the AUBC of Random, seed 0, from `table` with the trapezoid formula above
+#    (NumPy only). Check: `dalv.course.check_exercise("01.1", value, table=table)`.
+# 2. On how many seeds does BADGE's AUBC beat Random's? Check:
+#    `dalv.course.check_exercise("01.2", n, table=table)`.
+# 3. (Open; recomputes, so it prints its expected time first.) Set `CANDIDATES = 500`.
+#    Which strategies change, and why does Random not? Replace Entropy by `"Margin"`:
+#    does it suffer from the cold start as much? Try `cfg.replace(protocol="clean")`.
 #
 # ## References
 #

@@ -29,8 +29,10 @@
 # the training set with the label of its source (protocol §4). Every ε is an L∞ radius
 # in pixel units (pixels lie in [0, 1]) unless it says L2.
 #
-# **Prerequisites**: chapter 01; gradients with `torch.autograd`. **Time**: about 20
-# seconds with the default settings on 2 CPU cores; seconds with `SMOKE = True`.
+# **Prerequisites**: chapter 01; gradients with `torch.autograd`.
+# **Time**: about 60 s at the teaching setting on 2 CPU cores (the last section reads
+# back committed runs; `RECOMPUTE = True` recomputes them and prints its expected time
+# first); seconds with `SMOKE = True`.
 
 # %%
 # Setup: in a fresh Jupyter or Colab kernel this installs dalv (with its verification
@@ -54,17 +56,28 @@ if not all(importlib.util.find_spec(m) for m in ("dalv", "auto_LiRPA")):
 import dalv
 
 # %% tags=["parameters"]
-SMOKE = False              # seconds-long settings (the tests set this)
-DATASET = "mnist5k"        # 5,000 real MNIST digits: 4,000 train, 1,000 test
-N_POOL = 2000              # unlabelled images the attacks score
-EPOCHS = 10                # training epochs of every model
-SEEDS = [0, 1]
-CYCLES, BUDGET, INITIAL, CANDIDATES = 10, 50, 50, 2000
+# None = the teaching setting (or SMOKE's); a value set here or with papermill -p wins.
+SMOKE: bool = False  # seconds-long settings on 8x8 digits (what the tests run)
+RECOMPUTE: bool = False  # recompute the last section's runs instead of reading them
+DATASET: str = None  # "mnist5k" (5,000 real MNIST digits: 4,000 train, 1,000 test)
+N_POOL: int = None  # unlabelled images the attacks score (2000)
+EPOCHS: int = None  # training epochs of every model (10)
+SEEDS: list = None  # seeds of the short active-learning run, e.g. [0, 1, 2]
+CYCLES: int = None  # its acquisition cycles (20)
+BUDGET: int = None  # its labels per cycle (50)
+INITIAL: int = None  # its initial labels (50)
+CANDIDATES: int = None  # images its strategies score per cycle (10,000: all)
+RUNS_DIR: str = None  # where RECOMPUTE writes its runs (runs/02_gradient)
 
 # %%
-if SMOKE:
-    DATASET, N_POOL, EPOCHS, SEEDS = "digits", 300, 3, [0]
-    CYCLES, BUDGET, INITIAL, CANDIDATES = 2, 10, 20, 200
+import dalv.course  # the course helpers: parameters checked before work starts
+P = dalv.course.settings("02", SMOKE=SMOKE, RECOMPUTE=RECOMPUTE, DATASET=DATASET,
+                         N_POOL=N_POOL, EPOCHS=EPOCHS, SEEDS=SEEDS, CYCLES=CYCLES,
+                         BUDGET=BUDGET, INITIAL=INITIAL, CANDIDATES=CANDIDATES,
+                         RUNS_DIR=RUNS_DIR)
+DATASET, N_POOL, EPOCHS, SEEDS = P.DATASET, P.N_POOL, P.EPOCHS, P.SEEDS
+CYCLES, BUDGET, INITIAL, CANDIDATES = P.CYCLES, P.BUDGET, P.INITIAL, P.CANDIDATES
+print(P)
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -265,21 +278,35 @@ plt.xlabel("DeepFool ‖r‖₂ (DFAL)"), plt.ylabel("minimal FGSM ε, L∞ (FVA
 plt.title("two distances to the boundary, same pool");
 
 # %% [markdown]
-# ## A short active-learning run
+# ## An active-learning run
 #
 # The three selection rules, with no adversarial examples added: Random, FVAAL-No-Adv
 # and DFAL-No-Adv. Each cycle scores `CANDIDATES` unlabelled images with the current
 # model, labels `BUDGET` of them and retrains (the paper's protocol: from the initial
 # weights, on the acquired examples). The paper found FVAAL-No-Adv and DFAL-No-Adv
-# indistinguishable and both ahead of Random on MNIST; a short run on a small pool is
-# only indicative.
+# indistinguishable and both ahead of Random on MNIST. At the teaching setting the
+# runs are read back from `reports/gradient` (`python -m dalv reproduce --preset
+# gradient`, MLP-30 as in the paper); `RECOMPUTE = True` recomputes them.
 
 # %%
-cfg = dalv.ExperimentConfig(dataset=DATASET, n_initial=INITIAL, budget=BUDGET,
-                            n_cycles=CYCLES, candidates=CANDIDATES,
-                            train=dalv.TrainConfig(epochs=EPOCHS))
-methods = [dalv.methods.get(name) for name in ("Random", "FVAAL-No-Adv", "DFAL-No-Adv")]
-table = dalv.run_grid(methods, data, cfg, seeds=SEEDS, progress=False)
+from dalv.reproduce import PRESETS
+# the `gradient` preset's experiment (MLP-30), whose runs are committed in reports/
+cfg = PRESETS["gradient"].config.replace(
+    dataset=DATASET, n_initial=INITIAL, budget=BUDGET, n_cycles=CYCLES,
+    candidates=CANDIDATES, train=dalv.TrainConfig(epochs=EPOCHS))
+names = ["Random", "FVAAL-No-Adv", "DFAL-No-Adv"]
+saved = dalv.course.committed("gradient", cfg, names, SEEDS)
+if saved.table is not None and not P.RECOMPUTE:
+    table = saved.table
+    print(saved.note())
+else:
+    print(saved.note() if saved.table is None else "RECOMPUTE = True")
+    guess = dalv.course.estimate_seconds("gradient", DATASET, names, SEEDS, CYCLES)
+    print(dalv.course.announce(guess, f"3 methods × {len(SEEDS)} seeds"))
+    torch.set_num_threads(1)  # one thread count per run folder
+    runs = None if SMOKE else dalv.paths.project_path(P.RUNS_DIR)
+    table = dalv.run_grid([dalv.methods.get(n) for n in names], data, cfg,
+                          seeds=SEEDS, out_dir=runs, progress=False)
 learning_curves(table, title=f"{DATASET}: three selection rules, {len(SEEDS)} seed(s)")
 plt.show()
 aubc_table(table)
@@ -299,12 +326,16 @@ aubc_table(table)
 #
 # ## Exercises
 #
-# 1. Increase PGD's `steps` and add `restarts=5` in `dalv.attacks.pgd`. How much more of
-#    the pool does it flip at ε = 0.1 than FGSM?
-# 2. FVAAL's binary search assumes that success is monotone in ε. Find an image of the
-#    pool where FGSM succeeds at some ε but fails at a larger one.
-# 3. Add `"DFAL"` (which adds its DeepFool example) to the short run. Does one extra
-#    example per query help?
+# Check your answers with `dalv.course.check_exercise` (it says "correct" or what is
+# off); worked solutions are in the project's `docs/solutions/02.md`.
+#
+# 1. What fraction of the pool `x` does FGSM at ε = 0.05 flip (against the model's own
+#    predictions)? Check: `dalv.course.check_exercise("02.1", frac, model=model, x=x)`.
+# 2. Write `fgsm_targeted(model, x, eps, target)`: one signed step that *lowers* the
+#    cross-entropy of a chosen class `target` (a tensor of class indices). Check:
+#    `dalv.course.check_exercise("02.2", fgsm_targeted)`.
+# 3. (Open.) FVAAL's binary search assumes that success is monotone in ε. Find an image
+#    of the pool where FGSM succeeds at some ε but fails at a larger one.
 #
 # ## References
 #

@@ -34,7 +34,7 @@
 # an exact float64 forward pass before dalv uses it.
 #
 # **Prerequisites**: chapters 01–02; linear programming at the level of "an LP finds a
-# vertex of a polytope". **Time**: about 15 seconds on 2 CPU cores; `SMOKE = True` takes
+# vertex of a polytope". **Time**: about 40 s on 2 CPU cores; `SMOKE = True` takes
 # seconds.
 
 # %%
@@ -59,12 +59,20 @@ if not all(importlib.util.find_spec(m) for m in ("dalv", "auto_LiRPA")):
 import dalv
 
 # %% tags=["parameters"]
-SMOKE = False
-DATASET = "mnist5k"
-HIDDEN = 128
-N_TRAIN = 2000           # images the network is trained on
-N_POOL = 300             # images for the radius comparison
-K = 10                   # counterexamples wanted for the showcase digit
+# None = the teaching setting (or SMOKE's); a value set here or with papermill -p wins.
+SMOKE: bool = False  # seconds-long settings on 8x8 digits (what the tests run)
+DATASET: str = None  # "mnist5k" (5,000 real MNIST digits)
+HIDDEN: int = None  # hidden units of the network verified (128)
+N_TRAIN: int = None  # images the network is trained on (2000)
+N_POOL: int = None  # images for the radius comparison (300)
+K: int = None  # counterexamples wanted for the showcase digit (10)
+
+# %%
+import dalv.course  # the course helpers: parameters checked before work starts
+P = dalv.course.settings("03", SMOKE=SMOKE, DATASET=DATASET, HIDDEN=HIDDEN,
+                         N_TRAIN=N_TRAIN, N_POOL=N_POOL, K=K)
+DATASET, HIDDEN, N_TRAIN, N_POOL, K = P.DATASET, P.HIDDEN, P.N_TRAIN, P.N_POOL, P.K
+print(P)
 
 # %%
 import time
@@ -76,8 +84,6 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from dalv.verify import Budget, LirpaVerifier, MarabouVerifier, MilpVerifier
 from dalv.verify import bounds, certified_radius, crown_bounds, interval_bounds
 from dalv.plots import show_images
-if SMOKE:
-    DATASET, HIDDEN, N_TRAIN, N_POOL, K = "digits", 32, 500, 40, 4
 data = dalv.data.load(DATASET)
 model = dalv.models.build(dalv.ModelConfig(hidden=HIDDEN), data.input_shape, 10, seed=0)
 dalv.train.fit(model, data.x_train[:N_TRAIN], data.y_train[:N_TRAIN],
@@ -371,13 +377,20 @@ assert res_m.status == res_q.status or "unknown" in (res_m.status, res_q.status)
 #
 # ## Exercises
 #
-# 1. In the by-hand MILP, replace the margin row by the "any other class" version (here
-#    there is only one other class) and add an exclusion of the witness found: one more
-#    binary, two more rows. Is the question still feasible?
-# 2. Plot the certified radius against the minimal FGSM radius for a network trained on
-#    fewer images (`N_TRAIN = 200`). Does the bracket widen?
-# 3. Ask `LirpaVerifier` and `MilpVerifier` for the same k counterexamples of a digit
-#    and compare their margins. Which looks like an attack's output?
+# Check your answers with `dalv.course.check_exercise` (it says "correct" or what is
+# off); worked solutions are in the project's `docs/solutions/03.md`. `x` below is any
+# batch of images, e.g. `data.x_test[:1]`.
+#
+# 1. Is the first test image certified robust by **IBP** at ε = 0.01 (True/False)? Use
+#    your `ibp` above. Check:
+#    `dalv.course.check_exercise("03.1", answer, model=model, x=data.x_test[:1])`.
+# 2. Find IBP's certified radius of that image to 1e-3 by bisection on your `ibp`.
+#    Check:
+#    `dalv.course.check_exercise("03.2", radius, model=model, x=data.x_test[:1])`.
+# 3. (Open.) In the by-hand MILP, replace the margin row by the "any other class"
+#    version and add an exclusion of the witness found: one more binary, two more rows.
+#    Is the question still feasible? Ask `LirpaVerifier` and `MilpVerifier` for the same
+#    k counterexamples of a digit and compare their margins.
 #
 # ## References
 #

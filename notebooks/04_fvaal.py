@@ -31,9 +31,10 @@
 # of a solver's. If FV-Adv beats FGSM-Adv but not PGD-Adv, what helps is a stronger
 # attack, not verification.
 #
-# **Prerequisites**: chapters 01–03. **Time**: about 15 seconds when `RUNS_DIR` already
-# holds the runs of `python -m dalv reproduce --preset mnist5k` (they are read back);
-# otherwise about 2 minutes per seed on 2 CPU cores. `SMOKE = True`: seconds.
+# **Prerequisites**: chapters 01–03. **Time**: about 40 s at the teaching setting on 2
+# CPU cores: it reads back the committed runs of `python -m dalv reproduce --preset
+# mnist5k` and computes only each arm's first cycle. `RECOMPUTE = True` recomputes the
+# 20 runs (it prints its expected time first). `SMOKE = True`: seconds.
 
 # %%
 # Setup: in a fresh Jupyter or Colab kernel this installs dalv (with its verification
@@ -57,32 +58,39 @@ if not all(importlib.util.find_spec(m) for m in ("dalv", "auto_LiRPA")):
 import dalv
 
 # %% tags=["parameters"]
-SMOKE = False
-DATASET = "mnist5k"
-SEEDS = [0, 1, 2, 3, 4]
-CYCLES, BUDGET = 20, 50
-K = 10                     # adversarial examples per queried image
-VERIFIER = "milp"          # the FV-Adv backend: "milp", "marabou" or "lirpa"
-RUNS_DIR = "runs/mnist5k"  # under the clone's root: shared with `dalv reproduce`
+# None = the teaching setting (or SMOKE's); a value set here or with papermill -p wins.
+SMOKE: bool = False  # seconds-long settings on 8x8 digits (what the tests run)
+RECOMPUTE: bool = False  # recompute the four arms' runs instead of reading them back
+DATASET: str = None  # "mnist5k" (5,000 real MNIST digits)
+SEEDS: list = None  # e.g. [0, 1, 2, 3, 4]; each seed's arms share initial labels
+CYCLES: int = None  # acquisition cycles (20)
+BUDGET: int = None  # labels per cycle (50)
+K: int = None  # adversarial examples per queried image (10)
+VERIFIER: str = None  # the FV-Adv backend: "milp", "marabou" or "lirpa" (milp)
+RUNS_DIR: str = None  # where RECOMPUTE writes its runs (runs/04_fvaal)
 
 # %%
+import dalv.course  # the course helpers: parameters checked before work starts
+P = dalv.course.settings("04", SMOKE=SMOKE, RECOMPUTE=RECOMPUTE, DATASET=DATASET,
+                         SEEDS=SEEDS, CYCLES=CYCLES, BUDGET=BUDGET, K=K,
+                         VERIFIER=VERIFIER, RUNS_DIR=RUNS_DIR)
+DATASET, SEEDS, CYCLES, BUDGET, K = P.DATASET, P.SEEDS, P.CYCLES, P.BUDGET, P.K
+print(P)
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
 from dalv import plots, report
-from dalv.cli import VERIFIERS
+from dalv.verify import VERIFIERS
 from dalv.plots import aubc_table, learning_curves, show_images
 from dalv.reproduce import PRESETS
-if SMOKE:
-    DATASET, SEEDS, CYCLES, BUDGET, K = "digits", [0], 2, 10, 3
-    RUNS_DIR = None
+torch.set_num_threads(1)  # the committed runs' thread count: the seed reproduces them
 data = dalv.data.load(DATASET)
-# the mnist5k preset's experiment (hidden 30), so the runs are shared with `reproduce`
+# the mnist5k preset's experiment (hidden 30), whose runs are committed in reports/
 cfg = PRESETS["mnist5k"].config.replace(dataset=DATASET, budget=BUDGET, n_cycles=CYCLES)
 get = dalv.methods.get
-fvaal = get("FVAAL").with_k(K).with_verifier(VERIFIERS[VERIFIER]())
+fvaal = get("FVAAL").with_k(K).with_verifier(VERIFIERS[P.VERIFIER]())
 methods = [get("FVAAL-No-Adv"), get("FVAAL+FGSM-Adv(10)").with_k(K), fvaal,
            get("FVAAL+PGD-Adv(10)").with_k(K)]
 [m.name for m in methods]
@@ -91,12 +99,24 @@ methods = [get("FVAAL-No-Adv"), get("FVAAL+FGSM-Adv(10)").with_k(K), fvaal,
 # ## The four arms
 #
 # Every method of a seed starts from the same initial labels and the same initial
-# model, so the comparison is paired. With `RUNS_DIR` shared with the command line,
-# finished runs are read back instead of recomputed.
+# model, so the comparison is paired. At the teaching setting the runs are read back
+# from `reports/mnist5k` (made by `python -m dalv reproduce --preset mnist5k`: 20 runs
+# of 20 cycles, about an hour on 2 cores); `RECOMPUTE = True` recomputes them into
+# `RUNS_DIR`, printing its expected time first.
 
 # %%
-runs = None if RUNS_DIR is None else dalv.paths.project_path(RUNS_DIR)
-table = dalv.run_grid(methods, data, cfg, seeds=SEEDS, out_dir=runs)
+saved = dalv.course.committed("mnist5k", cfg, methods, SEEDS)
+runs = None  # a run folder only when recomputing
+if saved.table is not None and not P.RECOMPUTE:
+    table = saved.table
+    print(saved.note())
+else:
+    print(saved.note() if saved.table is None else "RECOMPUTE = True")
+    names = [m.name for m in methods]
+    guess = dalv.course.estimate_seconds("mnist5k", DATASET, names, SEEDS, CYCLES)
+    print(dalv.course.announce(guess, f"4 arms × {len(SEEDS)} seeds"))
+    runs = None if SMOKE else dalv.paths.project_path(P.RUNS_DIR)
+    table = dalv.run_grid(methods, data, cfg, seeds=SEEDS, out_dir=runs)
 title = f"{DATASET}: FVAAL with no, FGSM, FV and PGD examples"
 learning_curves(table, x="cycle", title=title)
 plt.show()
@@ -107,20 +127,25 @@ aubc_table(table)
 #
 # The property of protocol §4.4, written out: inside the clipped box the runner-up
 # beats the winner by the margin, and every pair of examples differs by at least δ in
-# **every** pixel. Each example FV-Adv added in the first cycle must pass it, under
-# the model that cycle queried with (θ_init).
+# **every** pixel. Each example FV-Adv adds in the first cycle must pass it, under the
+# model that cycle queries with (θ_init). The first cycle is computed here, in memory
+# (seconds); its test accuracy is the committed table's first row.
 
 # %%
-run0 = None if runs is None else runs / fvaal.slug / f"seed_{SEEDS[0]}"
-if run0 is None:  # SMOKE: one cycle in memory instead of a run folder
-    state = dalv.loop.start(data, cfg, SEEDS[0])
-    theta = state.model
-    rec = dalv.run_cycle(state, fvaal, cfg, seed=SEEDS[0])
-    adv, src, own = rec.added.x, rec.added.source_idx, rec.added.stats["own"]
-else:
-    st = dalv.loop.load_cycle(run0, 0)
-    theta, adv, src = st["previous"], st["adv_x"], st["adv_src"]
-    own = st["row"]["aug_own"]
+first = {}  # each arm's first cycle, computed once
+def first_cycle(method):
+    if method.name not in first:
+        state = dalv.loop.start(data, cfg, SEEDS[0])
+        theta = state.model
+        first[method.name] = (theta, dalv.run_cycle(state, method, cfg, seed=SEEDS[0]))
+    return first[method.name]
+
+theta, rec = first_cycle(fvaal)
+adv, src, own = rec.added.x, rec.added.source_idx, rec.added.stats["own"]
+row0 = table.query("method == @fvaal.name and seed == @SEEDS[0] and cycle == 0")
+if len(row0):
+    print(f"{fvaal.name}, seed {SEEDS[0]}, cycle 0: test accuracy {rec.test_acc:.4f} "
+          f"computed here, {row0.test_acc.iloc[0]:.4f} in the table")
 i = src[0]
 x, ex = data.x_train[i], adv[torch.from_numpy(src == i)]
 with torch.no_grad():
@@ -149,17 +174,10 @@ print("L∞ distance from the image:", np.round(radius.numpy(), 3))
 # ray. Compare the first cycle's examples of each arm for one queried image.
 
 # %%
-def first_cycle_examples(method):
-    if runs is None:
-        state = dalv.loop.start(data, cfg, SEEDS[0])
-        rec = dalv.run_cycle(state, method, cfg, seed=SEEDS[0])
-        return rec.added.x, rec.added.source_idx
-    st = dalv.loop.load_cycle(runs / method.slug / f"seed_{SEEDS[0]}", 0)
-    return st["adv_x"], st["adv_src"]
-
 rows, labels, character = [], [], []
 for m in methods[1:]:
-    xs, srcs = first_cycle_examples(m)
+    _, r = first_cycle(m)
+    xs, srcs = r.added.x, r.added.source_idx
     mine = xs[torch.from_numpy(srcs == srcs[0])]
     x0 = data.x_train[srcs[0]]
     with torch.no_grad():
@@ -185,12 +203,20 @@ pd.DataFrame(character).round(4)
 # penultimate layer, at the first and the last cycle (protocol §5.3).
 
 # %%
-if runs is not None:
+saved_div = dalv.course.committed("mnist5k", cfg, methods[1:], SEEDS, "diversity.csv")
+div = None
+if saved_div.table is not None and not P.RECOMPUTE:
+    print(saved_div.note())
+    div = saved_div.table
+elif runs is not None:  # the runs just recomputed
     div = pd.concat([
         report.diversity({f"{m.name} · seed {s}": runs / m.slug / f"seed_{s}"})
         .assign(method=m.name, seed=s)
         for m in methods[1:] for s in SEEDS
     ])
+else:
+    print(saved_div.reason or "no run folders to measure (SMOKE runs in memory)")
+if div is not None:
     per = div[(div["scope"] == "per image") & (div["layer"] == "penultimate")]
     display(per.groupby(["method", "cycle"])["mean"].agg(["mean", "std"]).round(3))
 
@@ -203,14 +229,11 @@ if runs is not None:
 # `RUNS_DIR`.
 
 # %%
-from dalv.reproduce import cells, collect
 grid = table
-if runs is not None and DATASET == "mnist5k":
-    done = collect(cells(PRESETS["mnist5k"], seeds=SEEDS, runs=runs))
-    if len(done):  # only runs with every cycle, so AUBCs compare
-        n_cycles = done.groupby(["method", "seed"])["cycle"].transform("nunique")
-        full = n_cycles == CYCLES
-        grid = pd.concat([table, done[full]])
+if DATASET == "mnist5k" and not P.RECOMPUTE:  # every method of the committed report
+    rest = dalv.course.committed("mnist5k", cfg, PRESETS["mnist5k"].methods, SEEDS)
+    if rest.table is not None:
+        grid = pd.concat([table, rest.table])
         grid = grid.drop_duplicates(["method", "seed", "cycle"])
 print(f"{grid.method.nunique()} methods × {grid.seed.nunique()} seeds")
 cl = report.claims(grid)
@@ -218,7 +241,7 @@ if len(cl):
     plots.forest(cl, "aubc")
     plt.show()
     cols = ["claim", "seeds", "Δ mean", "CI low", "CI high", "verdict"]
-    display(cl[cl.metric == "aubc"][cols])
+    display(cl[cl.metric == "aubc"][cols].round(4))
 
 # %% [markdown]
 # ## What to take away
@@ -235,12 +258,18 @@ if len(cl):
 #
 # ## Exercises
 #
-# 1. Run FVAAL with `VERIFIER = "lirpa"` (branch and bound whose witnesses are PGD's):
-#    how do its examples' margins compare with the MILP's? With PGD-Adv's?
-# 2. Change `K` to 5. The paper's CIFAR-10 runs found k = 5 at least as good as 10;
-#    does mnist5k agree?
-# 3. Make the exclusion weaker (`dalv.verify.Property(separation="any_coord")` in
-#    `FVAdv(prop=...)`): do the examples cluster more tightly?
+# Check your answers with `dalv.course.check_exercise` (it says "correct" or what is
+# off); worked solutions are in the project's `docs/solutions/04.md`.
+#
+# 1. From `table`, the mean over seeds of the paired AUBC difference FVAAL (FV-Adv)
+#    − FVAAL+FGSM-Adv(10). Check: `dalv.course.check_exercise("04.1", d, table=table)`.
+# 2. On how many seeds does FVAAL's AUBC beat FVAAL+PGD-Adv(10)'s? Check:
+#    `dalv.course.check_exercise("04.2", n, table=table)`. What does that say about
+#    "verification helps" against "a stronger attack helps"?
+# 3. (Open; `RECOMPUTE`-sized.) Run FVAAL with `VERIFIER = "lirpa"` (branch and bound
+#    whose witnesses are PGD's) and compare its first-cycle margins with the MILP's;
+#    try `K = 5`; make the exclusion weaker
+#    (`dalv.verify.Property(separation="any_coord")`).
 #
 # ## References
 #

@@ -51,6 +51,7 @@ ORDER = [
     "report",
     "reproduce",
     "cli",
+    "course",
 ]
 VERIFY_MAY_IMPORT = {"models", "verify"}
 
