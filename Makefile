@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dalv-installed
 
-.PHONY: setup demo test test-fast lint sync site bench clean
+.PHONY: setup demo test test-fast lint sync site bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/bench_cycle.py
+
+# The prepared device check (<= 8 min on one GPU): CPU and CUDA side by side, written to
+# reports/benchmarks/gpu.{txt,csv}. Without a GPU it runs the CPU half and says so.
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

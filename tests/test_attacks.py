@@ -279,6 +279,7 @@ def test_bad_tol_and_empty_batches(net, x_real):
     assert attacks.fgsm(net, empty, 0.1).shape == (0, 1, 8, 8)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_attacks_run_on_the_models_device(net, x_real):
     cuda = dalv.models.build(dalv.ModelConfig(hidden=32), (1, 8, 8), 10, seed=0)

@@ -316,6 +316,7 @@ def test_conv_network_is_searched_by_lirpa(digits):
     assert res.status == "unsat" and res.exhausted and res.stats.subdomains == 1
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_runs_on_the_models_device(mlp, digits):  # pragma: no cover - GPU only
     import copy
