@@ -16,6 +16,14 @@ layer types; the Marabou backend and the pure-torch CROWN need the affine/ReLU f
 ``Conv2d``), which ``affine_relu_layers`` extracts. Consecutive ``Linear`` layers
 without a ``ReLU`` between them are allowed everywhere (``AffineLayer.relu`` says where
 a ReLU follows).
+
+The verifiers read the weights, not ``forward``, so ``check_model`` also refuses, by
+name and before any work, what would make ``model(x)`` differ from the layers: forward
+hooks and pre-hooks (on any submodule, or global ones), a layer or ``Sequential`` whose
+``forward`` is overridden, and ``Flatten`` with ``start_dim != 1`` or ``end_dim != -1``
+(the backends flatten each input whole). The weights must share one dtype, float16,
+float32 or float64 (float64 products of them are exact); bfloat16 is refused with the
+exact fix (``model.float()``), since NumPy, which the solvers use, has none.
 """
 
 from __future__ import annotations
@@ -99,14 +107,37 @@ def check_model(
     Raises:
         ValueError: A layer type is not supported (the message names it), a
             ``Conv2d`` option is not supported (dilation, groups, padding mode, string
-            padding), the network ends with a ReLU, or it has no Linear/Conv2d layer.
+            padding), a ``Flatten`` other than ``Flatten(1, -1)``, a layer or
+            ``Sequential`` whose ``forward`` is overridden, forward hooks or pre-hooks
+            (on any submodule, or global ones), the network ends with a ReLU, it has no
+            Linear/Conv2d layer, or its weights are bfloat16 or of mixed dtypes.
     """
+    _check_hooks(model, who)
     layers = list(leaf_layers(model))
+    for m in model.modules():
+        if isinstance(m, nn.Sequential) and (
+            type(m).forward is not nn.Sequential.forward or "forward" in vars(m)
+        ):
+            raise ValueError(
+                f"{who} needs a plain nn.Sequential, but {type(m).__name__} "
+                "overrides forward (the verifiers read the layers, not forward)"
+            )
     for i, layer in enumerate(layers):
         if not isinstance(layer, SUPPORTED_LAYERS):
             raise ValueError(
                 f"{who} does not support layer {i} of type {type(layer).__name__}; "
                 "supported: Flatten, Linear, ReLU, Conv2d"
+            )
+        _check_own_forward(layer, i, who)
+        if isinstance(layer, nn.Flatten) and (layer.start_dim, layer.end_dim) != (
+            1,
+            -1,
+        ):
+            raise ValueError(
+                f"{who} does not support layer {i}, Flatten(start_dim="
+                f"{layer.start_dim}, end_dim={layer.end_dim}); supported: "
+                "Flatten(start_dim=1, end_dim=-1) (the default), which flattens "
+                "each input whole"
             )
         if isinstance(layer, nn.Conv2d):
             if not allow_conv:
@@ -131,7 +162,79 @@ def check_model(
             f"{who}: the network must end with a Linear or Conv2d layer (the logits); "
             "a final ReLU is not supported (drop it: it clips the logits at 0)"
         )
+    _check_dtypes(layers, who)
     return layers
+
+
+def _check_hooks(model: nn.Module, who: str) -> None:
+    """Refuse forward hooks and pre-hooks (on any submodule, or global ones).
+
+    The verifiers read the layers' weights; a hook that changes what ``model(x)``
+    returns would make the model's own classes and the verified function differ.
+    """
+    glob = nn.modules.module
+    for name in ("_global_forward_pre_hooks", "_global_forward_hooks"):
+        if getattr(glob, name, None):
+            kind = "pre-hook" if "pre" in name else "hook"
+            raise ValueError(
+                f"{who} does not support global forward {kind}s "
+                f"(torch.nn.modules.module.register_module_forward_{kind}): remove "
+                "them (their handles' .remove()) before verifying"
+            )
+    for path, m in model.named_modules():
+        for attr, kind in (
+            ("_forward_pre_hooks", "pre-hook"),
+            ("_forward_hooks", "hook"),
+        ):
+            if getattr(m, attr, None):
+                where = f"submodule {path!r}" if path else "the model itself"
+                raise ValueError(
+                    f"{who} does not support forward {kind}s; {where} "
+                    f"({type(m).__name__}) has {len(getattr(m, attr))}: remove them "
+                    "(the handle's .remove()) before verifying"
+                )
+
+
+def _check_own_forward(layer: nn.Module, i: int, who: str) -> None:
+    """Refuse a layer whose ``forward`` is not its torch class's (a subclass or an
+    instance attribute that overrides it computes something the weights do not)."""
+    base = next(t for t in SUPPORTED_LAYERS if isinstance(layer, t))
+    if type(layer).forward is not base.forward or "forward" in vars(layer):
+        raise ValueError(
+            f"{who} does not support layer {i} ({type(layer).__name__}): its forward "
+            f"is not nn.{base.__name__}'s; use a plain nn.{base.__name__}"
+        )
+
+
+_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
+def _check_dtypes(layers: list[nn.Module], who: str) -> None:
+    """One floating dtype for every weight and bias, float16, float32 or float64.
+
+    bfloat16 is refused (NumPy, which the solvers and the witnesses' directed rounding
+    use, has no bfloat16); mixed dtypes are refused by the layers' names.
+    """
+    seen: list[tuple[int, str, torch.dtype]] = []
+    for i, layer in enumerate(layers):
+        for pname, p in layer.named_parameters(recurse=False):
+            seen.append((i, f"{type(layer).__name__}.{pname}", p.dtype))
+    for i, what, dtype in seen:
+        if dtype not in _DTYPES:
+            raise ValueError(
+                f"{who} does not support {dtype} weights (layer {i}, {what}); "
+                "supported: float16, float32, float64 (convert with model.float(), "
+                "which is exact for bfloat16)"
+            )
+    dtypes = {dtype for _, _, dtype in seen}
+    if len(dtypes) > 1:
+        first = seen[0]
+        other = next(s for s in seen if s[2] != first[2])
+        raise ValueError(
+            f"{who} needs one dtype for the whole network, but layer {first[0]} "
+            f"({first[1]}) is {first[2]} and layer {other[0]} ({other[1]}) is "
+            f"{other[2]}: convert the model with model.float() or model.double()"
+        )
 
 
 def _check_conv(layer: nn.Conv2d, i: int, who: str) -> None:

@@ -20,7 +20,13 @@ Owns: ``Brancher``; may import: torch, the standard library, ``dalv.verify.box``
   ``(a_i - delta, a_i + delta)``, a union of boxes: when a slab crosses the chosen
   coordinate the cut removes it exactly. With ``any_coord`` each excluded point is an
   open box; a subdomain overlapping one is cut at one of its faces first (**ball
-  faces**), so that the part inside is isolated and dropped.
+  faces**), so that the part inside is isolated and dropped. When a face
+  ``a_i -/+ delta`` is exactly representable in the model dtype, the face (feasible:
+  ``|x_i - a_i| = delta``) goes to the outer child and the inner child holds the same
+  corner as an **open face** (``Pool.box_open``): it still holds the real points
+  strictly between the face and the next value of the model dtype, and it is dropped
+  once it lies inside the open ball. (Starting it one step inside instead dropped that
+  gap, and "unsat" could be answered where counterexamples lay only there.)
 
 Input splitting keeps subdomains plain boxes, represents both exclusion rules exactly
 and is complete in the limit for any piecewise-linear network (CROWN becomes exact as
@@ -38,18 +44,11 @@ import torch
 from torch import Tensor
 
 from dalv.verify.bab.bounding import Bounds
-from dalv.verify.bab.pool import Pool
+from dalv.verify.bab.pool import OPEN_HI, OPEN_LO, Pool
 from dalv.verify.bab.state import SearchState
 from dalv.verify.box import round_down, round_up
 
 __all__ = ["Brancher"]
-
-
-def _step(v: Tensor, dtype: torch.dtype, up: bool) -> Tensor:
-    """The neighbour of ``v`` (float64 values of ``dtype``) in ``dtype``, as float64."""
-    t = v.to(dtype)
-    far = torch.full_like(t, math.inf if up else -math.inf)
-    return torch.nextafter(t, far).double()
 
 
 # A subdomain narrower than this in every coordinate is not split further.
@@ -70,13 +69,20 @@ class Brancher:
         self.state, self.relu_split = state, relu_split
 
     def tighten(
-        self, lo: Tensor, hi: Tensor, own: Tensor
+        self, lo: Tensor, hi: Tensor, own: Tensor, open_: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Shrink boxes to what the exclusions leave; flag the boxes left empty.
 
         every_coord: a slab ``(a_i - delta, a_i + delta)`` that covers an end of the
         interval ``[lo_i, hi_i]`` moves that end past the slab; repeated until nothing
-        moves. any_coord: a box inside an excluded open ball is empty.
+        moves. any_coord: a box inside an excluded open ball is empty (a face the box
+        does not hold, ``open_``, may lie on the ball's face). Corners never move with
+        any_coord, the only rule that opens faces, so ``open_`` stays valid.
+
+        Args:
+            lo, hi: ``[m, d]`` corners.
+            own: ``[m]`` owners.
+            open_: ``[m, d]`` open faces (``Pool.box_open``; ``None``: closed boxes).
 
         Returns:
             ``(lo, hi, empty)``; the corners are rounded outward in the model dtype.
@@ -92,7 +98,13 @@ class Brancher:
             a, live = excl.E64[own[sl]], excl.mask[own[sl]][:, :, None]
             lo_d, hi_d = lo[sl].double(), hi[sl].double()
             if st.prop.separation == "any_coord":
-                inside = (lo_d[:, None] > a - delta) & (hi_d[:, None] < a + delta)
+                lo_e, hi_e = lo_d[:, None], hi_d[:, None]
+                in_lo, in_hi = lo_e > a - delta, hi_e < a + delta
+                if open_ is not None:
+                    op = open_[sl][:, None]
+                    in_lo |= ((op & OPEN_LO) > 0) & (lo_e >= a - delta)
+                    in_hi |= ((op & OPEN_HI) > 0) & (hi_e <= a + delta)
+                inside = in_lo & in_hi
                 empty[sl] = (inside.all(-1) & live[..., 0]).any(-1)
                 continue
             below, above = a - delta, a + delta
@@ -147,9 +159,12 @@ class Brancher:
         score = (a.abs() * unresolved[rest].unsqueeze(-1)).sum(1)
         score = score * (hi[rest] - lo[rest]).double()
         lo_r, hi_r, own_r = lo[rest], hi[rest], own[rest]
-        n_lo, n_hi, parent, stuck = self._split_input(lo_r, hi_r, own_r, score)
+        open_r = pool.box_open[box[rest]]
+        n_lo, n_hi, n_open, parent, stuck = self._split_input(
+            lo_r, hi_r, own_r, score, open_r
+        )
         p = rest[parent]
-        pool.add(pool.new_boxes(n_lo, n_hi), own[p], prio[p], phase[p])
+        pool.add(pool.new_boxes(n_lo, n_hi, n_open), own[p], prio[p], phase[p])
         return own_r[stuck]
 
     def _split_relu(
@@ -165,13 +180,19 @@ class Brancher:
         return j, score.gather(1, j[:, None]).squeeze(1) > 0
 
     def _split_input(
-        self, lo: Tensor, hi: Tensor, own: Tensor, score: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self, lo: Tensor, hi: Tensor, own: Tensor, score: Tensor, open_: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Cut each box in two (see the module docstring for where).
 
+        Args:
+            lo, hi: ``[m, d]`` the boxes.
+            own: ``[m]`` their owners.
+            score: ``[m, d]`` how much splitting each coordinate is worth.
+            open_: ``[m, d]`` their open faces (``Pool.box_open``).
+
         Returns:
-            The children's ``lo``, ``hi`` and parent index, and a mask of the boxes
-            too narrow to split.
+            The children's ``lo``, ``hi``, open faces and parent index, and a mask of
+            the boxes too narrow to split.
         """
         st, delta = self.state, self.state.prop.delta
         m = lo.shape[0]
@@ -186,6 +207,9 @@ class Brancher:
         l_i, h_i = lo[ar, dim].double(), hi[ar, dim].double()
         mid = (l_i + h_i) / 2
         left_hi, right_lo = mid.clone(), mid.clone()
+        # Which new face is open: the inner child's, at an exact ball face.
+        open_left_hi = torch.zeros(m, dtype=torch.bool, device=st.device)
+        open_right_lo = torch.zeros(m, dtype=torch.bool, device=st.device)
         if n:
             cols = torch.arange(n, device=st.device)[None, :]
             a = st.excl.E64[own[:, None], cols, dim[:, None]]  # [m, n]
@@ -210,29 +234,42 @@ class Brancher:
                 has = inner[ar, j]
                 face = faces[ar, j]
                 # The face itself (|x_i - a_i| = delta, feasible) goes to the outer
-                # child only: when it is representable, the inner child starts one
-                # step inside, so that it can lie strictly inside the open ball and
-                # be dropped (no point of the model dtype is lost).
+                # child only: when it is representable, the inner child shares the
+                # corner but not the face (an open face, ``Pool.box_open``), so that it
+                # can lie inside the open ball and be dropped, while the real points
+                # strictly between the face and the next value of the model dtype stay
+                # in it (starting the inner child one step inside lost them).
                 exact = torch.cat([a - delta, a + delta], 1)[ar, j] == face
                 lower_face = j < n
-                inward_lo = _step(face, st.dtype, up=True)  # inner child of a - delta
-                inward_hi = _step(face, st.dtype, up=False)  # inner child of a + delta
                 left_hi = torch.where(has, face, left_hi)
                 right_lo = left_hi.clone()
-                cut_lo = has & exact & lower_face
-                cut_hi = has & exact & ~lower_face
-                right_lo = torch.where(cut_lo, inward_lo, right_lo)
-                left_hi = torch.where(cut_hi, inward_hi, left_hi)
+                open_right_lo = has & exact & lower_face  # inner child of a - delta
+                open_left_hi = has & exact & ~lower_face  # inner child of a + delta
         left_ok = splittable & (left_hi >= l_i)
         right_ok = splittable & (right_lo <= h_i)
         lo_l, hi_l = lo.clone(), hi.clone()
         hi_l[ar, dim] = torch.minimum(round_up(left_hi, st.dtype), hi[ar, dim])
         lo_r, hi_r = lo.clone(), hi.clone()
         lo_r[ar, dim] = torch.maximum(round_down(right_lo, st.dtype), lo[ar, dim])
+        # A child keeps its parent's open faces, except at the cut: a new corner is
+        # closed unless it is the inner side of an exact ball face.
+        old = open_[ar, dim]
+        op_l, op_r = open_.clone(), open_.clone()
+        new_hi_l = hi_l[ar, dim] < hi[ar, dim]
+        keep_l = old & ~OPEN_HI
+        op_l[ar, dim] = torch.where(
+            new_hi_l, keep_l | (open_left_hi.to(torch.int8) * OPEN_HI), old
+        )
+        new_lo_r = lo_r[ar, dim] > lo[ar, dim]
+        keep_r = old & ~OPEN_LO
+        op_r[ar, dim] = torch.where(
+            new_lo_r, keep_r | (open_right_lo.to(torch.int8) * OPEN_LO), old
+        )
         parent = torch.cat([ar[left_ok], ar[right_ok]])
         new_lo = torch.cat([lo_l[left_ok], lo_r[right_ok]])
         new_hi = torch.cat([hi_l[left_ok], hi_r[right_ok]])
-        return new_lo, new_hi, parent, ~splittable
+        new_open = torch.cat([op_l[left_ok], op_r[right_ok]])
+        return new_lo, new_hi, new_open, parent, ~splittable
 
     def _prefer_ball_faces(
         self, lo: Tensor, hi: Tensor, own: Tensor, score: Tensor

@@ -145,7 +145,7 @@ class BranchAndBound:
             select(pool, progress.done, self.config.batch_domains, room)
         )
         if lo.shape[0]:
-            lo, hi, empty = self.brancher.tighten(lo, hi, own)
+            lo, hi, empty = self.brancher.tighten(lo, hi, own, pool.box_open[box])
             pool.box_lo[box], pool.box_hi[box] = lo, hi
             bnd = self.bound(lo, hi, own, phase)
             progress.calls[torch.unique(own).cpu()] += 1

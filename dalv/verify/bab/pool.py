@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Pool", "rank_within", "select"]
+__all__ = ["OPEN_LO", "OPEN_HI", "Pool", "rank_within", "select"]
+
+OPEN_LO = 1
+"""``Pool.box_open`` bit: the box's lower face in that coordinate is not part of it."""
+OPEN_HI = 2
+"""``Pool.box_open`` bit: the box's upper face in that coordinate is not part of it."""
 
 
 def rank_within(sorted_owner: Tensor) -> Tensor:
@@ -29,10 +34,18 @@ class Pool:
     Boxes live in a table shared by the rows: a ReLU split keeps its parent's box, so
     the thousands of subdomains of a ReLU-split search cost a phase vector each, not a
     copy of a 784-dimensional box.
+
+    ``box_open`` marks the faces of a box that do not belong to it (bit ``OPEN_LO``:
+    the box holds only ``x_i > lo_i``; ``OPEN_HI``: only ``x_i < hi_i``): a cut at an
+    exactly representable face of an excluded ball gives the face itself to the outer
+    child and leaves the inner one open there (see ``dalv.verify.bab.branching``).
+    Bounds are taken on the closed box (a superset); only the test "inside an open
+    ball" reads the flags.
     """
 
     box_lo: Tensor  # [NB, d] box corners (model dtype, rounded outward)
     box_hi: Tensor  # [NB, d]
+    box_open: Tensor  # [NB, d] int8 open faces (OPEN_LO | OPEN_HI bits)
     box: Tensor  # [M] row -> box index
     own: Tensor  # [M] input index
     prio: Tensor  # [M] the parent's lower bound (lowest first)
@@ -51,6 +64,7 @@ class Pool:
         return cls(
             lo,
             hi,
+            torch.zeros(lo.shape, dtype=torch.int8, device=device),
             torch.arange(b, device=device),
             torch.arange(b, device=device),
             torch.full((b,), -math.inf, dtype=torch.float64, device=device),
@@ -71,7 +85,8 @@ class Pool:
 
     def floats(self) -> int:
         """Memory held, in floats (box table plus rows)."""
-        return 2 * self.box_lo.numel() + len(self) * (4 + self.phase.shape[1] // 4)
+        table = 2 * self.box_lo.numel() + self.box_open.numel() // 4
+        return table + len(self) * (4 + self.phase.shape[1] // 4)
 
     def keep(self, mask: Tensor) -> None:
         self.box, self.own, self.prio = self.box[mask], self.own[mask], self.prio[mask]
@@ -92,11 +107,14 @@ class Pool:
         self.prio = torch.cat([self.prio, prio])
         self.phase = torch.cat([self.phase, phase])
 
-    def new_boxes(self, lo: Tensor, hi: Tensor) -> Tensor:
-        """Append boxes to the table; return their indices."""
+    def new_boxes(self, lo: Tensor, hi: Tensor, open_: Tensor | None = None) -> Tensor:
+        """Append boxes (closed unless ``open_`` says so); return their indices."""
         first = self.box_lo.shape[0]
+        if open_ is None:
+            open_ = torch.zeros(lo.shape, dtype=torch.int8, device=lo.device)
         self.box_lo = torch.cat([self.box_lo, lo])
         self.box_hi = torch.cat([self.box_hi, hi])
+        self.box_open = torch.cat([self.box_open, open_])
         return torch.arange(first, first + lo.shape[0], device=self.box.device)
 
     def compact(self) -> None:
@@ -104,6 +122,7 @@ class Pool:
         used, remap = torch.unique(self.box, return_inverse=True)
         if used.numel() * 2 < self.box_lo.shape[0]:
             self.box_lo, self.box_hi = self.box_lo[used], self.box_hi[used]
+            self.box_open = self.box_open[used]
             self.box = remap
 
 
