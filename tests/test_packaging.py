@@ -47,6 +47,7 @@ ORDER = [
     "augment",
     "methods",
     "loop",
+    "queries",
     "plots",
     "report",
     "reproduce",
