@@ -296,6 +296,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=None,
         help="cache folder (default: $DALV_DATA or ~/.cache/dalv)",
     )
+    from dalv.queries import add_parsers  # verify, export-queries (no torch at import)
+
+    add_parsers(sub, _Formatter)
     return p
 
 
@@ -423,6 +426,12 @@ def _cmd_download(a: argparse.Namespace) -> int:
     return 0
 
 
+def _queries_cmd(a: argparse.Namespace) -> int:
+    from dalv.queries import COMMANDS as VNN_COMMANDS
+
+    return VNN_COMMANDS[a.command](a)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
@@ -434,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             "run": _cmd_run,
             "reproduce": _cmd_reproduce,
             "download": _cmd_download,
+            "verify": _queries_cmd,
+            "export-queries": _queries_cmd,
         }[args.command](args)
     except (ValueError, CheckpointError, DatasetNotFoundError) as e:
         msg = (
