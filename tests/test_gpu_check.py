@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -323,3 +324,61 @@ def test_an_fvaal_cycle_runs_on_the_device(digits, device, verifier):
     assert next(state.model.parameters()).device.type == device
     assert len(rec.added.x) > 0 and rec.added.x.device.type == device
     assert 0.0 <= rec.test_acc <= 1.0
+
+
+STRATEGIES = [
+    "Random",
+    "Entropy",
+    "Margin",
+    "BADGE",
+    "Core-set",
+    "FVAAL-No-Adv",
+    "DFAL-No-Adv",
+    "CertifiedRadius-No-Adv",
+    "FVAAL_rand+FV-Adv(10)",
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_selects_on_the_device(mnist_like, pool, device, name):
+    model, _ = mnist_like
+    net = dalv.models.build(ModelConfig(hidden=16), (1, 8, 8), 10, seed=0)
+    net.load_state_dict(model.state_dict())
+    net = net.to(device).eval()
+    on_dev = dalv.data.ActivePool(pool.x.to(device), pool.y.to(device), pool.labeled_at)
+    strategy = dalv.methods.get(name).strategy
+    rng = np.random.default_rng(0)
+    sel = strategy.select(net, on_dev, 5, rng=rng, candidates=60)
+    assert len(np.unique(sel.idx)) == 5 and (pool.labeled_at[sel.idx] < 0).all()
+    if sel.distance is not None:
+        assert sel.distance.value.shape == (5,)
+    if sel.own is not None:
+        assert sel.own.x.device.type == device
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "name", ["DFAL", "Random+FGSM-Adv(2)", "Random+PGD-Adv(2)", "FVAAL+FGSM-Adv(2)"]
+)
+def test_every_augmenter_generates_on_the_device(mnist_like, pool, device, name):
+    model, _ = mnist_like
+    net = dalv.models.build(ModelConfig(hidden=16), (1, 8, 8), 10, seed=0)
+    net.load_state_dict(model.state_dict())
+    net = net.to(device).eval()
+    on_dev = dalv.data.ActivePool(pool.x.to(device), pool.y.to(device), pool.labeled_at)
+    method = dalv.methods.get(name)
+    aug = method.augmenter
+    if hasattr(aug, "budget"):
+        aug = dataclasses.replace(aug, budget=Budget(work=20))
+    sel = method.strategy.select(
+        net, on_dev, 4, rng=np.random.default_rng(0), candidates=60
+    )
+    x = on_dev.x[torch.from_numpy(sel.idx)]
+    y = on_dev.y[torch.from_numpy(sel.idx)]
+    added = aug.generate(
+        net, x, y, source_idx=sel.idx, hints=sel, rng=np.random.default_rng(0)
+    )
+    assert added.x.device.type == device and added.y.device.type == device
+    assert len(added.x) == len(added.y) == len(added.source_idx) > 0
+    assert set(added.source_idx.tolist()) <= set(sel.idx.tolist())
