@@ -1210,6 +1210,7 @@ def render_summary(out_dir: Path | str = "reports/summary", root: Path | None = 
     order = [c.text for c in CLAIMS if c.group in ("thesis", "paper")]
     for i, claim in enumerate(order):
         g = summary[summary["claim"] == claim]
+        g = g.iloc[np.argsort(g["metric"].map({"aubc": 0, "final": 1}), kind="stable")]
         figs = []
         for metric in ("aubc", "final"):
             rows = g[g["metric"] == metric].copy()

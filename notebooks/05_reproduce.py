@@ -8,7 +8,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -50,19 +50,19 @@ import dalv
 
 # %% tags=["parameters"]
 # Parameters: None means "the preset's value".
-REPORT_DIR = None  # a folder with results.csv + config.json (set by `dalv reproduce`)
-TITLE = "dalv report"
-PRESET = "smoke"   # a preset of `python -m dalv reproduce --help`
-DATASET = None     # digits, mnist5k, mnist, fashion_mnist, cifar10
-METHODS = None     # e.g. ["Random", "FVAAL-No-Adv", "FVAAL"]
-SEEDS = None       # e.g. [0, 1, 2]
-CYCLES = None
-BUDGET = None
-CANDIDATES = None
-VERIFIER = None    # an FV-Adv backend: "milp", "lirpa" or "marabou" (default: own)
-PROTOCOL = None    # "paper" or "clean"
-HIDDEN = None
-DEVICE = "auto"
+REPORT_DIR: str = None  # a folder with results.csv + config.json (set by `dalv reproduce`)
+TITLE: str = "dalv report"  # the report's title
+PRESET: str = "smoke"  # a preset of `python -m dalv reproduce --help`
+DATASET: str = None  # digits, mnist5k, mnist, fashion_mnist, cifar10
+METHODS: list = None  # e.g. ["Random", "FVAAL-No-Adv", "FVAAL"]
+SEEDS: list = None  # e.g. [0, 1, 2]
+CYCLES: int = None  # active-learning cycles
+BUDGET: int = None  # labels bought per cycle
+CANDIDATES: int = None  # unlabelled rows a strategy scores per cycle; 0 means all
+VERIFIER: str = None  # an FV-Adv backend: "milp", "lirpa" or "marabou" (default: own)
+PROTOCOL: str = None  # "paper" or "clean"
+HIDDEN: int = None  # hidden units of the MLP
+DEVICE: str = "auto"  # "auto", "cpu" or "cuda"
 
 # %%
 import json
@@ -128,7 +128,8 @@ for w in report.report_warnings(table):
                  f'padding:0.4em 0.8em;margin:0.4em 0"><b>Warning.</b> {w}</div>'))
 display(Markdown(
     f"{config.get('description', '')}\n\n"
-    f"{n_m} methods × {n_s} seeds × {n_c} cycles on **{dataset}**, "
+    f"{n_m} method{'s' * (n_m != 1)} × {n_s} seed{'s' * (n_s != 1)} × {n_c} cycles "
+    f"on **{dataset}**, "
     f"protocol `{table['protocol'].iloc[0]}`. Files: {links}\n\n"
     "The protocol is described in dalv's `docs/protocol.md` (cited as protocol §N); "
     "the analysis plan the verdicts follow is its §10."))
