@@ -8,7 +8,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -361,6 +361,35 @@ t_q = time.perf_counter() - t0
 print(f"Marabou: {res_m.status}, {len(res_m.counterexamples)} in {t_m:.1f} s; "
       f"MILP: {res_q.status}, {len(res_q.counterexamples)} in {t_q:.2f} s")
 assert res_m.status == res_q.status or "unknown" in (res_m.status, res_q.status)
+
+# %% [markdown]
+# ## FV-Adv's queries as a benchmark other verifiers can run
+#
+# `dalv export-queries RUN --cycle T OUT/` writes the model FV-Adv queried (ONNX), one
+# VNN-LIB file per query it asked (box, margin, exclusions) and `instances.csv`: the
+# VNN-COMP layout that α,β-CROWN, Marabou or nnenum read. `dalv verify NET PROP`
+# answers one file. Here a one-cycle Random+FV-Adv run on 8x8 digits (seconds) is
+# exported and every query re-answered from the files alone.
+
+# %%
+import tempfile
+import pandas as pd
+from dalv.augment import FVAdv
+from dalv.queries import export_queries, verify_files
+from dalv.verify import Schedule
+tmp = pathlib.Path(tempfile.mkdtemp())
+fv = FVAdv(k=3, schedule=Schedule(step=0.01, max_eps=0.2), eps_default=0.001,
+           budget=Budget(work=60))
+cfg = dalv.ExperimentConfig(dataset="digits", n_initial=20, budget=2, n_cycles=1,
+                            candidates=60, train=dalv.TrainConfig(epochs=2))
+method = dalv.methods.Method(dalv.strategies.Random(), fv)
+dalv.loop.run(method, dalv.data.load("digits"), cfg, seed=0, out_dir=tmp / "run",
+              progress=False)
+out = export_queries(tmp / "run", 0, tmp / "bench")
+q = pd.read_csv(out / "queries.csv")
+q["dalv_verify"] = [verify_files(out / n, out / p, "milp", timeout=60).status
+                    for n, p in zip(q.network, q.property, strict=True)]
+q[["row", "step", "eps", "n_exclusions", "fvadv_answer", "dalv_verify"]]
 
 # %% [markdown]
 # ## What to take away
