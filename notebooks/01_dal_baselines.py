@@ -8,7 +8,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -21,7 +21,7 @@
 # compare them fairly: paired by seed, summarised by the area under the budget curve.
 #
 # **Prerequisites**: Python, NumPy, a first course in deep learning (an MLP, Adam,
-# cross-entropy). **Time**: about 40 s at the teaching setting (it reads back the
+# cross-entropy). **Time**: about 10 s at the teaching setting (it reads back the
 # committed runs of `python -m dalv reproduce --preset baselines`); `RECOMPUTE = True`
 # recomputes them (about 12 runs of 20 cycles: it prints its expected time first);
 # `SMOKE = True` (what the tests run) takes seconds.

@@ -8,7 +8,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -31,7 +31,7 @@
 # of a solver's. If FV-Adv beats FGSM-Adv but not PGD-Adv, what helps is a stronger
 # attack, not verification.
 #
-# **Prerequisites**: chapters 01–03. **Time**: about 40 s at the teaching setting on 2
+# **Prerequisites**: chapters 01–03. **Time**: about 10 s at the teaching setting on 2
 # CPU cores: it reads back the committed runs of `python -m dalv reproduce --preset
 # mnist5k` and computes only each arm's first cycle. `RECOMPUTE = True` recomputes the
 # 20 runs (it prints its expected time first). `SMOKE = True`: seconds.
