@@ -1200,7 +1200,7 @@ def render_summary(out_dir: Path | str = "reports/summary", root: Path | None = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dalv.plots import forest_rows, save_figure
+    from dalv.plots import forest_rows
 
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -1228,7 +1228,7 @@ def render_summary(out_dir: Path | str = "reports/summary", root: Path | None = 
                 xlabel=f"Δ {METRIC_NAMES[metric]}, A − B, with 95 % t interval",
                 title=f"{claim} — {METRIC_NAMES[metric]}",
             )
-            save_figure(fig, out / "figures" / stem)
+            fig.savefig(out / "figures" / f"{stem}.png", dpi=100, bbox_inches="tight")
             plt.close(fig)
             figs.append(f'<img src="figures/{stem}.png" style="max-width:49%">')
         table = pd.DataFrame(

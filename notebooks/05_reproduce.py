@@ -50,7 +50,7 @@ import dalv
 
 # %% tags=["parameters"]
 # Parameters: None means "the preset's value".
-REPORT_DIR: str = None  # a folder with results.csv + config.json (set by `dalv reproduce`)
+REPORT_DIR: str = None  # a folder with results.csv, config.json (`dalv reproduce`)
 TITLE: str = "dalv report"  # the report's title
 PRESET: str = "smoke"  # a preset of `python -m dalv reproduce --help`
 DATASET: str = None  # digits, mnist5k, mnist, fashion_mnist, cifar10
@@ -82,8 +82,8 @@ def show(df, precision=4, red_rows=None):
     sty = df.style.format(precision=precision, na_rep="–").hide(axis="index")
     if red_rows is not None:
         flags = list(red_rows)
-        sty = sty.apply(lambda r: ["background:#fde4e1;color:#b42318" if flags[r.name] else ""
-                                   for _ in r], axis=1)
+        red = "background:#fde4e1;color:#b42318"
+        sty = sty.apply(lambda r: [red if flags[r.name] else "" for _ in r], axis=1)
     display(sty)
 
 # %%
@@ -124,8 +124,9 @@ display(HTML('<div style="border-left:4px solid #444;padding:0.2em 0.8em;'
              'margin:0.5em 0 1em;background:#fafafa">'
              + report.headline(cl, dataset, n_s) + "</div>"))
 for w in report.report_warnings(table):
-    display(HTML('<div style="border:2px solid #b42318;background:#fde4e1;color:#7a1a12;'
-                 f'padding:0.4em 0.8em;margin:0.4em 0"><b>Warning.</b> {w}</div>'))
+    display(HTML('<div style="border:2px solid #b42318;background:#fde4e1;'
+                 'color:#7a1a12;padding:0.4em 0.8em;margin:0.4em 0">'
+                 f"<b>Warning.</b> {w}</div>"))
 display(Markdown(
     f"{config.get('description', '')}\n\n"
     f"{n_m} method{'s' * (n_m != 1)} × {n_s} seed{'s' * (n_s != 1)} × {n_c} cycles "
@@ -185,8 +186,8 @@ cut = report.timeouts(table)
 comp = report.comparison(table)
 show(comp, red_rows=comp["method"].isin(set(cut["method"])))
 if len(cut):
-    display(Markdown("Methods in red had searches cut by the seconds safety net in some "
-                     "cells (listed under *What the augmenters did*)."))
+    display(Markdown("Methods in red had searches cut by the seconds safety net in "
+                     "some cells (listed under *What the augmenters did*)."))
 
 # %% [markdown]
 # ## Fidelity to the paper's curves
@@ -263,12 +264,13 @@ else:
     display(Markdown("_No augmentation ran._"))
 if len(cut):
     display(HTML('<p style="color:#b42318"><b>Cells cut by the clock.</b> In these '
-                 "rows FV-Adv's seconds safety net cut searches, so what they trained on "
-                 "depends on the machine's speed and load: a seed does not fix them.</p>"))
+                 "rows FV-Adv's seconds safety net cut searches, so what they trained "
+                 "on depends on the machine's speed and load: a seed does not fix "
+                 "them.</p>"))
     show(cut.reset_index(drop=True), precision=1, red_rows=[True] * len(cut))
 elif "aug_timeouts" in table:
-    display(Markdown("No search was cut by the seconds safety net (`aug_timeouts` = 0 in "
-                     "every row): a seed fixes every cell."))
+    display(Markdown("No search was cut by the seconds safety net (`aug_timeouts` = 0 "
+                     "in every row): a seed fixes every cell."))
 
 # %% [markdown]
 # ## Time per cycle (seconds)
