@@ -1,9 +1,14 @@
 """Command line: ``dalv run | reproduce | download`` (also ``python -m dalv ...``).
 
-Owns argument parsing, the names of the verifier backends (``VERIFIERS``: the only place
-a backend is chosen by name) and the one-line error contract: bad input exits with
-status 2 and a single ``dalv: error: ...`` line saying what to do, found before any work
-starts; nothing already written is touched. May import every dalv module.
+Owns argument parsing, the one-line error contract (bad input exits with status 2 and a
+single ``dalv: error: ...`` line saying what to do, found before any work starts;
+nothing already written is touched) and ``VERIFIERS``, the verifier backends by their
+command-line names. May import every dalv module.
+
+Start-up is light: at import this module reads only ``dalv.names`` (no torch), so
+``--help`` and a misspelt name answer at once; torch and the rest are imported inside
+the command that does the work. A new subcommand is one ``_add_<name>`` function called
+from ``build_parser`` and one entry in ``COMMANDS``.
 """
 
 from __future__ import annotations
@@ -16,19 +21,24 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "VERIFIERS"]
+from dalv import names
 
-from dalv.verify import LirpaVerifier, MarabouVerifier, MilpVerifier, Verifier
+__all__ = ["main", "build_parser", "VERIFIERS", "COMMANDS", "MAX_SEEDS"]  # noqa: F822
 
 log = logging.getLogger("dalv")
 
 
-VERIFIERS: dict[str, type[Verifier]] = {
-    "milp": MilpVerifier,
-    "lirpa": LirpaVerifier,
-    "marabou": MarabouVerifier,
-}
-"""The verifier backends by their command-line names."""
+def _verifiers() -> dict:
+    """The verifier backends by their command-line names (imports dalv.verify)."""
+    from dalv.verify import VERIFIERS
+
+    return VERIFIERS
+
+
+def __getattr__(name: str):
+    if name == "VERIFIERS":  # loaded on first use: it imports torch
+        return _verifiers()
+    raise AttributeError(f"module 'dalv.cli' has no attribute {name!r}")
 
 
 VERIFIER_HELP = (
@@ -57,10 +67,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"dalv: error: {' '.join(message.split())}{hint}\n")
 
 
+MAX_SEEDS = 1000
+"""The most seeds one command runs (each seed is a full run of every method)."""
+
+
 def _seeds(text: str) -> list[int]:
-    """``"0-4"`` → [0..4]; ``"0,2,5"`` → [0, 2, 5]; no negatives, no repeats."""
+    """``"0-4"`` → [0..4]; ``"0,2,5"`` → [0, 2, 5]; no negatives, no repeats, at most
+    ``MAX_SEEDS``."""
     bad = f"invalid seeds {text!r}; use e.g. 0, 0-4 or 0,2,5 (seeds are >= 0)"
-    out: list[int] = []
+    spans: list[tuple[int, int]] = []
     try:
         for part in text.split(","):
             part = part.strip()
@@ -71,11 +86,20 @@ def _seeds(text: str) -> list[int]:
                         f"invalid seed range {part!r}: the end is below the start "
                         f"(did you mean {b}-{a}?)"
                     )
-                out.extend(range(a, b + 1))
+                spans.append((a, b))
             else:
-                out.append(int(part))
+                spans.append((int(part), int(part)))
     except ValueError:
         raise argparse.ArgumentTypeError(bad) from None
+    count = sum(b - a + 1 for a, b in spans)  # counted before any list is built
+    if count > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is {count} seeds, each a full run; one command runs at most "
+            f"{MAX_SEEDS}: run more in batches into the same --out (e.g. "
+            f"0-{MAX_SEEDS - 1}, then {MAX_SEEDS}-{2 * MAX_SEEDS - 1}; finished seeds "
+            "are read back, not rerun)"
+        )
+    out = [s for a, b in spans for s in range(a, b + 1)]
     if any(s < 0 for s in out):
         raise argparse.ArgumentTypeError(bad)
     if len(set(out)) != len(out):
@@ -84,39 +108,40 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-def _positive(name: str):
+def _at_least(low: int, note: str = ""):
+    """An argparse type: an integer >= ``low`` (``note`` says what ``low`` means)."""
+
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}{note}, got {v}")
         return v
 
     return parse
 
 
-def _run_epilog() -> str:
-    from dalv.data import DATASETS
-    from dalv.methods import method_names
+def _positive(name: str):
+    return _at_least(1)
 
+
+def _run_epilog() -> str:
     def wrap(items):
         return textwrap.fill(
             ", ".join(items), 86, initial_indent="  ", subsequent_indent="  "
         )
 
     return (
-        f"datasets:\n{wrap(DATASETS)}\n\nmethods (exact names; any k in parentheses, "
-        f"e.g. 'Random+FV-Adv(3)'):\n{wrap(method_names())}\n\nexample:\n"
+        f"datasets:\n{wrap(names.DATASETS)}\n\nmethods (exact names; any k in "
+        f"parentheses, e.g. 'Random+FV-Adv(3)'):\n{wrap(names.METHODS)}\n\nexample:\n"
         "  dalv run --dataset digits --method Random BADGE --seeds 0-2"
     )
 
 
 def _reproduce_epilog() -> str:
-    from dalv.reproduce import PRESETS
-
-    lines = [f"  {name:<22} {p.description}" for name, p in PRESETS.items()]
+    lines = [f"  {name:<22} {text}" for name, text in names.PRESETS.items()]
     return "presets:\n" + "\n".join(lines)
 
 
@@ -131,7 +156,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"dalv {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_reproduce(sub)
+    _add_download(sub)
+    from dalv.queries import add_parsers  # verify, export-queries (no torch at import)
 
+    add_parsers(sub, _Formatter)
+    return p
+
+
+def _add_run(sub) -> None:
     r = sub.add_parser(
         "run",
         help="run methods × seeds on one dataset",
@@ -173,13 +207,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--candidates",
-        type=int,
+        type=_at_least(0, " (0 = all)"),
         default=10_000,
         help="unlabelled examples scored per cycle (0 = all)",
     )
     r.add_argument(
         "--verifier",
-        choices=sorted(VERIFIERS),
+        choices=sorted(names.VERIFIERS),
         default=None,
         help="verifier of the FV-Adv methods (default: the method's own); "
         + VERIFIER_HELP,
@@ -226,6 +260,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+
+def _add_reproduce(sub) -> None:
     rep = sub.add_parser(
         "reproduce",
         help="run a preset grid and render its report",
@@ -270,36 +306,35 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     rep.add_argument(
         "--verifier",
-        choices=sorted(VERIFIERS),
+        choices=sorted(names.VERIFIERS),
         default=None,
         help="verifier of the FV-Adv methods (default: the preset's); " + VERIFIER_HELP,
     )
     rep.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
-    from dalv.data import DATASETS, EMBEDDED
 
+def _add_download(sub) -> None:
     d = sub.add_parser(
         "download",
         help="fetch a dataset into the cache",
         description="Download a torchvision dataset into the cache folder (needs "
-        "internet).\n" + " and ".join(EMBEDDED) + " ship with their Python packages.",
+        "internet).\n"
+        + " and ".join(names.EMBEDDED)
+        + " ship with their Python packages; fashion_mnist is also read from\n"
+        "/usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist).",
         formatter_class=_Formatter,
     )
     d.add_argument(
         "dataset",
-        choices=list(DATASETS),
+        choices=list(names.DATASETS),
         metavar="DATASET",
-        help="one of: " + ", ".join(DATASETS),
+        help="one of: " + ", ".join(names.DATASETS),
     )
     d.add_argument(
         "--root",
         default=None,
         help="cache folder (default: $DALV_DATA or ~/.cache/dalv)",
     )
-    from dalv.queries import add_parsers  # verify, export-queries (no torch at import)
-
-    add_parsers(sub, _Formatter)
-    return p
 
 
 def _prog() -> str:
@@ -335,20 +370,11 @@ def _check_device(device: str) -> None:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from dalv import data as ddata
     from dalv.config import ExperimentConfig, ModelConfig, TrainConfig
-    from dalv.loop import run_grid
-    from dalv.methods import get
-    from dalv.plots import aubc_table
 
-    if a.dataset not in ddata.DATASETS:
-        raise ValueError(
-            f"unknown dataset {a.dataset!r}; choose one of: {', '.join(ddata.DATASETS)}"
-        )
-    methods = [get(name) for name in a.method]
-    if a.verifier is not None:
-        verifier = VERIFIERS[a.verifier]()
-        methods = [m.with_verifier(verifier) for m in methods]
+    names.check_dataset(a.dataset)  # names first: a typo answers before torch loads
+    for name in a.method:
+        names.check_method(name)
     cfg = ExperimentConfig(
         dataset=a.dataset,
         n_initial=a.initial,
@@ -360,9 +386,20 @@ def _cmd_run(a: argparse.Namespace) -> int:
         train=TrainConfig(a.epochs, a.lr, a.batch_size),
         device=a.device,
     )
-    _check_device(a.device)
     out = _check_writable(a.out or Path("runs") / a.dataset, "--out")
-    data = ddata.load(a.dataset, a.data_root)
+    from dalv import data as ddata
+
+    data = ddata.load(a.dataset, a.data_root)  # missing files: said before torch loads
+
+    from dalv.loop import run_grid
+    from dalv.methods import get
+    from dalv.plots import aubc_table
+
+    methods = [get(name) for name in a.method]
+    if a.verifier is not None:
+        verifier = _verifiers()[a.verifier]()
+        methods = [m.with_verifier(verifier) for m in methods]
+    _check_device(a.device)
     if cfg.n_labels_needed > len(data.x_train):
         raise ValueError(
             f"{cfg.n_initial} initial + {cfg.n_cycles} cycles × {cfg.budget} = "
@@ -389,16 +426,18 @@ def _key_values(items: list[str]) -> dict[str, object]:
 
 
 def _cmd_reproduce(a: argparse.Namespace) -> int:
-    from dalv.reproduce import preset, reproduce
-
-    grid = preset(a.preset)
+    names.check_preset(a.preset)
     slurm = _key_values(a.slurm_arg)
-    _check_device(a.device)
     if a.out:
         _check_writable(a.out, "--out")
     if a.runs:
         _check_writable(a.runs, "--runs")
-    verifier = VERIFIERS[a.verifier]() if a.verifier else None
+
+    from dalv.reproduce import preset, reproduce
+
+    grid = preset(a.preset)
+    _check_device(a.device)
+    verifier = _verifiers()[a.verifier]() if a.verifier else None
     out = reproduce(
         grid,
         seeds=a.seeds,
@@ -416,13 +455,13 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
 
 
 def _cmd_download(a: argparse.Namespace) -> int:
-    from dalv.data import EMBEDDED, load
-
-    if a.dataset in EMBEDDED:
+    if a.dataset in names.EMBEDDED:
         print(f"{a.dataset} ships with its Python package; nothing to download")
         return 0
-    d = load(a.dataset, a.root)
-    print(f"{d} ready")
+    from dalv.data import download, locate
+
+    d = download(a.dataset, a.root)
+    print(f"{d} ready; files in {locate(a.dataset, a.root)}")
     return 0
 
 
@@ -432,24 +471,39 @@ def _queries_cmd(a: argparse.Namespace) -> int:
     return VNN_COMMANDS[a.command](a)
 
 
+COMMANDS = {
+    "run": _cmd_run,
+    "reproduce": _cmd_reproduce,
+    "download": _cmd_download,
+    "verify": _queries_cmd,
+    "export-queries": _queries_cmd,
+}
+"""Subcommand name → the function that does its work (``args`` in, exit status out)."""
+
+
+def _user_error(e: Exception) -> str | None:
+    """The message of an error that is the user's to fix (bad input, missing data, a
+    run folder of another config), else None. Checked without importing the modules
+    that define those errors: one not yet imported cannot have been raised."""
+    data, loop = sys.modules.get("dalv.data"), sys.modules.get("dalv.loop")
+    if data is not None and isinstance(e, data.DatasetNotFoundError):
+        return "\n  ".join(line.strip() for line in str(e).splitlines())
+    if isinstance(e, ValueError) or (
+        loop is not None and isinstance(e, loop.CheckpointError)
+    ):
+        return " ".join(str(e).split())
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
-    from dalv.data import DatasetNotFoundError
-    from dalv.loop import CheckpointError
-
     try:
-        return {
-            "run": _cmd_run,
-            "reproduce": _cmd_reproduce,
-            "download": _cmd_download,
-            "verify": _queries_cmd,
-            "export-queries": _queries_cmd,
-        }[args.command](args)
-    except (ValueError, CheckpointError, DatasetNotFoundError) as e:
-        msg = (
-            str(e) if isinstance(e, DatasetNotFoundError) else " ".join(str(e).split())
-        )
+        return COMMANDS[args.command](args)
+    except Exception as e:
+        msg = _user_error(e)
+        if msg is None:
+            raise
         print(f"dalv: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

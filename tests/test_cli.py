@@ -172,3 +172,170 @@ def test_help_shows_defaults_presets_and_datasets():
     assert "presets:" in rep and "paper-mnist" in rep and "mnist5k" in rep
     dl = _cli("download", "--help").stdout
     assert "fashion_mnist" in dl and "cifar10" in dl
+
+
+# ---------------------------------------------------------------- light start-up
+
+_PROBE = """
+import sys
+from dalv.cli import main
+try:
+    rc = main(sys.argv[1:])
+except SystemExit as e:
+    rc = e.code
+heavy = sorted(m for m in ("torch", "numpy", "pandas", "scipy") if m in sys.modules)
+print("HEAVY", ",".join(heavy), "RC", rc)
+"""
+
+
+def _probe(cwd, *args):
+    r = subprocess.run(  # in a scratch folder: a check that let work start writes there
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+    line = [x for x in r.stdout.splitlines() if x.startswith("HEAVY")][-1].split()
+    return line[1] if line[1] != "RC" else "", line[-1], r
+
+
+def test_importing_the_package_and_cli_loads_no_torch():
+    code = (
+        "import sys, dalv, dalv.cli, dalv.names;"
+        "print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["reproduce", "--help"],
+        ["download", "--help"],
+        ["run", "--method", "Radnom"],
+        ["run", "--dataset", "imagenet"],
+        ["run", "--seeds", "0-99999"],
+        ["reproduce", "--preset", "nope"],
+    ],
+)
+def test_help_and_typos_answer_without_importing_torch(tmp_path, args):
+    heavy, rc, r = _probe(tmp_path, *args)
+    assert heavy == "", f"{args} imported {heavy}"
+    assert rc == ("0" if "--help" in args else "2"), r.stdout + r.stderr
+
+
+def test_names_stay_equal_to_the_registries():
+    from dalv import data, names, reproduce
+    from dalv.cli import VERIFIERS
+    from dalv.methods import REGISTRY
+
+    assert names.METHODS == tuple(REGISTRY)
+    assert names.DATASETS == tuple(data.DATASETS)
+    assert names.EMBEDDED == data.EMBEDDED
+    assert names.PRESETS == {k: p.description for k, p in reproduce.PRESETS.items()}
+    assert sorted(names.VERIFIERS) == sorted(VERIFIERS)
+    for short, long in names.PAPER_ALIASES.items():
+        k = int(long.rsplit("(", 1)[1].rstrip(")"))
+        assert REGISTRY[short].with_k(k + 1).name == long.replace(
+            f"({k})", f"({k + 1})"
+        )
+
+
+def test_method_grammar_agrees_with_get():
+    from dalv import names
+    from dalv.methods import get
+
+    candidates = [*names.METHODS, *names.PAPER_ALIASES.values()]
+    candidates += [f"{b}({k})" for b in names.K_FAMILIES for k in (0, 1, 3, 10, 11)]
+    candidates += ["Radnom", "badge", "Random(3)", "Random+FV-Adv(x)", "", "FVAAL(3)"]
+    candidates += ["Random-No-Adv", "DFAL+Own-Adv", "BADGE+FV-Adv(-1)"]
+    for name in candidates:
+        try:
+            expect = get(name).name
+        except ValueError as e:
+            with pytest.raises(ValueError) as light:
+                names.check_method(name)
+            assert str(light.value) == str(e), name
+        else:
+            assert names.check_method(name) == name == expect
+
+
+def test_the_package_still_exports_every_name():
+    import dalv
+    import dalv.config
+    import dalv.loop
+    import dalv.methods
+
+    assert dalv.ExperimentConfig is dalv.config.ExperimentConfig
+    assert dalv.run is dalv.loop.run and dalv.Method is dalv.methods.Method
+    for name in dalv.__all__:
+        assert getattr(dalv, name) is not None
+    assert set(dalv.__all__) <= set(dir(dalv))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dalv.nope  # noqa: B018
+    code = (
+        "from dalv import ExperimentConfig, run, run_grid, Method, verify, plots, "
+        "__version__; print(run.__module__, verify.__name__, plots.__name__)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert r.stdout.split() == ["dalv.loop", "dalv.verify", "dalv.plots"], r.stderr
+
+
+def test_many_seeds_are_refused_with_how_to_batch_them():
+    from dalv.cli import MAX_SEEDS, _seeds
+
+    assert len(_seeds(f"0-{MAX_SEEDS - 1}")) == MAX_SEEDS
+    with pytest.raises(Exception, match="is 100000 seeds.*in batches"):
+        _seeds("0-99999")
+    with pytest.raises(Exception, match=f"at most {MAX_SEEDS}"):
+        _seeds("0-99999999999999999999")  # counted, never expanded
+    assert _seeds("3,0-2,5") == [3, 0, 1, 2, 5]
+
+
+def test_candidates_help_and_error_agree(tmp_path):
+    assert "(0 = all)" in _cli("run", "--help").stdout
+    r = _cli("run", "--dataset", "digits", "--candidates", "-5")
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1
+    assert "argument --candidates: must be >= 0 (0 = all), got -5" in err[0]
+
+
+def _offline(monkeypatch):
+    import dalv.data
+
+    monkeypatch.setattr(dalv.data, "_offline", lambda dataset: True)
+
+
+def test_download_offline_does_not_say_run_download(tmp_path, monkeypatch, capsys):
+    _offline(monkeypatch)
+    root = tmp_path / "cache" / "dalv"
+    assert main(["download", "cifar10", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("dalv: error: cifar10: could not")
+    assert "dalv download" not in " ".join(err)
+    assert str(root / "cifar-10-batches-py") in err[0] and "test_batch" in err[1]
+    assert not (tmp_path / "cache").exists()  # no empty folders left behind
+
+
+def test_run_offline_says_how_to_get_the_data_in_two_lines(
+    tmp_path, monkeypatch, capsys
+):
+    _offline(monkeypatch)
+    root = tmp_path / "data"
+    args = ["run", "--dataset", "fashion_mnist", "--data-root", str(root)]
+    assert main([*args, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2, err
+    assert str(root / "FashionMNIST" / "raw") in err[0] and "t10k-labels" in err[0]
+    assert "`dalv download fashion_mnist`" in err[1]
+    assert "apt-get install dataset-fashion-mnist" in err[1]
+    assert "<" not in " ".join(err)  # no exception reprs or server dumps
+    assert not root.exists() and not (tmp_path / "o").exists()

@@ -126,3 +126,118 @@ def test_pool_refuses_to_label_twice_and_bad_indices(digits):
         p.label(np.array([len(p)]), round=1)
     p.label(np.array([9]), round=1)
     assert p.acquired_idx.tolist() == [9]
+
+
+def _write_mnist_like(folder, seed, gz=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 6),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3),
+    }
+    for name, arr in arrays.items():
+        _write_idx(folder / name, arr, gz=gz)
+    return arrays
+
+
+def _no_download(monkeypatch):
+    import torchvision.datasets as tvd
+
+    def refuse(*a, **k):
+        raise AssertionError("no download should be tried")
+
+    for cls in ("MNIST", "FashionMNIST", "CIFAR10"):
+        monkeypatch.setattr(tvd, cls, refuse)
+
+
+def test_fashion_mnist_is_read_from_debians_folder(tmp_path, monkeypatch):
+    # apt-get install dataset-fashion-mnist: four gzipped IDX files, no raw/ folder
+    system = tmp_path / "usr-share-datasets"
+    arrays = _write_mnist_like(system / "fashion-mnist", seed=1)
+    monkeypatch.setenv("DALV_SYSTEM_DATASETS", str(system))
+    _no_download(monkeypatch)
+    root = tmp_path / "cache"
+    d = load("fashion_mnist", root=root)
+    assert d.x_train.shape == (6, 1, 28, 28) and d.classes[-1] == "Ankle boot"
+    np.testing.assert_array_equal(d.y_test.numpy(), arrays["t10k-labels-idx1-ubyte"])
+    assert dalv.data.locate("fashion_mnist", root) == system / "fashion-mnist"
+    assert not root.exists()  # read in place, nothing copied or made
+    # the data root wins when it has the files too
+    mine = _write_mnist_like(root / "FashionMNIST" / "raw", seed=2, gz=False)
+    d = load("fashion_mnist", root=root)
+    np.testing.assert_array_equal(d.y_train.numpy(), mine["train-labels-idx1-ubyte"])
+    # the Debian folder is Fashion-MNIST's only: MNIST does not look there
+    assert dalv.data.locate("mnist", root) is None
+
+
+def test_debian_folder_is_the_default_location(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.delenv("DALV_SYSTEM_DATASETS", raising=False)
+    expect = Path("/usr/share/datasets/fashion-mnist")
+    assert dalv.data.system_folder("fashion_mnist") == expect
+    assert dalv.data.system_folder("mnist") is None
+
+
+def test_fashion_mnist_offline_names_both_ways_in_two_lines(tmp_path, monkeypatch):
+    monkeypatch.setenv("DALV_SYSTEM_DATASETS", str(tmp_path / "none"))
+    monkeypatch.setattr(dalv.data, "_offline", lambda dataset: True)
+    _no_download(monkeypatch)
+    with pytest.raises(DatasetNotFoundError) as e:
+        load("fashion_mnist", root=tmp_path / "c")
+    lines = str(e.value).splitlines()
+    assert len(lines) == 2
+    assert str(tmp_path / "c" / "FashionMNIST" / "raw") in lines[0]
+    assert "train-images-idx3-ubyte" in lines[0] and "no internet" in lines[0]
+    assert "`dalv download fashion_mnist`" in lines[1]
+    assert "`apt-get install dataset-fashion-mnist`" in lines[1]
+    assert str(tmp_path / "none" / "fashion-mnist") in lines[1]
+    assert not (tmp_path / "c").exists()
+
+
+def test_failed_download_leaves_no_empty_folders_and_a_clean_reason(
+    tmp_path, monkeypatch
+):
+    import torchvision.datasets as tvd
+
+    def torchvision_offline(root, train, download):
+        (tmp_path / "cache" / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://x/, got:\n"
+            "<urlopen error [Errno -2] Name or service not known>\n"
+        )
+
+    monkeypatch.setattr(dalv.data, "_offline", lambda dataset: False)
+    monkeypatch.setattr(tvd, "MNIST", torchvision_offline)
+    keep = tmp_path / "cache"
+    keep.mkdir()
+    (keep / "other.txt").write_text("mine")
+    with pytest.raises(DatasetNotFoundError) as e:
+        load("mnist", root=keep)
+    msg = str(e.value)
+    assert "(no internet connection)" in msg and "<" not in msg
+    assert sorted(p.name for p in keep.iterdir()) == ["other.txt"]
+
+
+def test_download_failure_reason_is_one_short_clause():
+    from dalv.data import _reason
+
+    assert _reason(OSError("network unreachable")) == "OSError: network unreachable"
+    long = RuntimeError("HTTP Error 403: Forbidden " + "x " * 100 + "\nmore\nlines")
+    r = _reason(long)
+    assert r.startswith("RuntimeError: HTTP Error 403: Forbidden") and len(r) < 100
+    assert "\n" not in r
+
+
+def test_download_hosts_are_torchvisions():
+    from urllib.parse import urlparse
+
+    import torchvision.datasets as tvd
+
+    hosts = dalv.data.DOWNLOAD_HOSTS
+    assert hosts["mnist"] == tuple(urlparse(m).hostname for m in tvd.MNIST.mirrors)
+    fashion = tuple(urlparse(m).hostname for m in tvd.FashionMNIST.mirrors)
+    assert hosts["fashion_mnist"] == fashion
+    assert hosts["cifar10"] == (urlparse(tvd.CIFAR10.url).hostname,)

@@ -34,6 +34,7 @@ def test_environment_yml_matches_pyproject():
 ORDER = [
     "version",
     "paths",
+    "names",
     "config",
     "paper",
     "data",
