@@ -274,8 +274,10 @@ def export_queries(
     checked) and ``specs/q_ROW_STEP.exclusions.csv`` (one excluded point per line,
     with ``delta`` and the separation rule in ``queries.csv``); ``instances.csv``
     (network, property, timeout: the full queries), ``instances_box.csv`` (the box
-    relaxations), and ``queries.csv`` (per query: row, step, radius, classes, number
-    of exclusions, FV-Adv's answer, and the files).
+    relaxations), ``queries.csv`` (per query: row, step, radius, classes, number
+    of exclusions, FV-Adv's answer, and the files) and ``results.csv`` (FV-Adv's
+    answers in the published-results layout ``benchmarks/bench_vnncomp.py`` compares
+    with).
 
     Returns:
         The folder.
@@ -364,6 +366,17 @@ def export_queries(
     pd.DataFrame(inst).to_csv(out / "instances.csv", header=False, index=False)
     pd.DataFrame(inst_box).to_csv(out / "instances_box.csv", header=False, index=False)
     pd.DataFrame(rows).to_csv(out / "queries.csv", index=False)
+    published = pd.DataFrame(
+        {
+            "tool": "FV-Adv",
+            "network": Path(net).name,
+            "spec": [Path(r["property"]).name for r in rows],
+            "prepare_s": float("nan"),
+            "result": [r["fvadv_answer"] for r in rows],
+            "seconds": float("nan"),
+        }
+    )
+    published.to_csv(out / "results.csv", index=False)  # bench_vnncomp.py reads it
     return out
 
 

@@ -55,6 +55,8 @@ def test_folder_layout_and_fvadv_witnesses_satisfy_their_files(exported):
     with open(out / "instances.csv") as f:
         inst = list(csv.reader(f))
     assert [r[1] for r in inst] == q["property"].tolist()
+    pub = pd.read_csv(out / "results.csv")  # FV-Adv's answers, for bench_vnncomp.py
+    assert pub["result"].tolist() == q["fvadv_answer"].tolist()
     net = load_onnx(out / inst[0][0])
     stored = dalv.loop.load_cycle(d / "run", 0)
     adv = stored["adv_x"].flatten(1).double().numpy()
