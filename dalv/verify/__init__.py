@@ -16,8 +16,18 @@ Submodules, in reading order:
 * ``results``  - ``SearchResult`` and ``SearchStats``.
 * ``verifier`` - ``Budget``, ``Schedule`` and the ``Verifier`` interface.
 * ``bab``      - ``LirpaVerifier``: batched branch and bound over input boxes.
+* ``milp_encode`` - the MILP backend's numpy encodings: the box minus the exclusions
+  (``cut_box``), the paper's query as a big-M MILP, one activation region's LP.
+* ``milp_solve`` - the solvers behind them (HiGHS via highspy or SciPy; Gurobi when
+  licensed) and their answers.
+* ``milp_search`` - one input's loop: cheap proofs, region LPs, then the MILP.
+* ``milp``     - ``MilpVerifier``: the paper's MILP mode, the default backend (tasks
+  from the torch side, an optional process pool).
 * ``marabou``  - ``MarabouVerifier``: the complete solver, in a process pool
   (``marabou_worker``: the loop a worker runs; ``marabou_query``: one call's query).
+
+``VERIFIERS`` names the backends (``"milp"``, ``"lirpa"``, ``"marabou"``): the one
+place a backend is chosen by name (the command line and the chapters use it).
 
 Example:
     >>> from dalv.verify import LirpaVerifier, bounds
@@ -43,6 +53,13 @@ from dalv.verify.property import (
 from dalv.verify.results import SearchResult, SearchStats
 from dalv.verify.verifier import Budget, Schedule, Verifier
 
+VERIFIERS: dict[str, type[Verifier]] = {
+    "milp": MilpVerifier,
+    "lirpa": LirpaVerifier,
+    "marabou": MarabouVerifier,
+}
+"""The verifier backends by name (the command line's ``--verifier``)."""
+
 __all__ = [
     "bounds",
     "certified_radius",
@@ -64,4 +81,5 @@ __all__ = [
     "LirpaVerifier",
     "MarabouVerifier",
     "MilpVerifier",
+    "VERIFIERS",
 ]
