@@ -100,3 +100,20 @@ def test_a_run_that_is_not_fvadv_or_a_missing_cycle_is_one_line(exported, capsys
     assert "no finished cycle 5" in capsys.readouterr().err
     assert main(["export-queries", str(d), "--cycle", "0", str(d / "x")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_lirpa_witnesses_on_exclusion_faces_are_accepted(exported, one_thread):
+    """lirpa puts its points on dalv's exclusion faces, a hair inside the file's: they
+    are moved onto the file's faces and re-checked, not dropped."""
+    _, out = exported
+    q = pd.read_csv(out / "queries.csv")
+    q = q[(q.fvadv_answer == "sat") & (q.n_exclusions > 0)]
+    got = [
+        verify_files(out / n, out / p, "lirpa", timeout=60)
+        for n, p in zip(q.network, q.property, strict=True)
+    ]
+    assert "unsat" not in {r.status for r in got}
+    sat = [(r, p) for r, p in zip(got, q.property, strict=True) if r.status == "sat"]
+    assert sat
+    for r, p in sat:
+        assert read_vnnlib(out / p).holds_at(r.x[None], r.y[None])[0]

@@ -21,9 +21,10 @@ mapped onto that question soundly:
   centre is tested as a counterexample: where ``c`` does not win, it is one unless the
   margin forbids); rivals = every other class map to ``target="any"``, the runner-up
   alone to ``target="runner_up"``, any other set to ``"any"`` (a superset).
-* every counterexample is clipped into the file's box and re-checked against the
-  FILE's assertions (``VnnProperty.holds_at``) on a float64 forward pass; one that
-  fails makes the answer "unknown", never "sat".
+* every counterexample is clipped into the file's box (and a coordinate inside the
+  sliver between dalv's and the file's excluded intervals moved to the file's face)
+  and re-checked against the FILE's assertions (``VnnProperty.holds_at``) on a float64
+  forward pass; one that fails makes the answer "unknown", never "sat".
 
 The time limit is a wall clock (VNN-COMP's semantics, ``Budget(seconds=...)``): an
 answer it cut is "timeout", and says so.
@@ -205,7 +206,7 @@ def verify_instance(
     x, eps, p, exclude, c1, _ = query_of(prop, model)
 
     def check(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pts = np.clip(np.asarray(points, np.float64), prop.lo, prop.hi)
+        pts = _snap(np.asarray(points, np.float64), prop)
         with torch.no_grad():
             ys = forward64(model, torch.from_numpy(pts)).numpy()
         return pts, ys, prop.holds_at(pts, ys)
@@ -256,6 +257,23 @@ def verify_instance(
             "timeout", seconds, note=f"the {timeout:g} s wall clock cut the search"
         )
     return InstanceResult("unknown", seconds, note=f"{backend.name}: limits reached")
+
+
+def _snap(pts: np.ndarray, prop: VnnProperty) -> np.ndarray:
+    """Move points by at most dalv's slack onto the file's region: clip into the box,
+    and (every_coord) push a coordinate that lies inside a file's excluded interval
+    but outside dalv's slightly narrower one to the interval's nearer end. The caller
+    re-checks the moved points against every assertion of the file."""
+    pts = np.clip(pts, prop.lo, prop.hi)
+    if prop.n_excluded and prop.separation == "every_coord":
+        for lo_k, hi_k in zip(prop.exclude_lo, prop.exclude_hi, strict=True):
+            inside = (pts > lo_k) & (pts < hi_k)
+            near_lo = (pts - lo_k) <= (hi_k - pts)
+            tiny = np.minimum(pts - lo_k, hi_k - pts) <= 1e-9 * (hi_k - lo_k)
+            fix = inside & tiny
+            pts = np.where(fix & near_lo, lo_k, np.where(fix, hi_k, pts))
+        pts = np.clip(pts, prop.lo, prop.hi)
+    return pts
 
 
 def write_result(path, result: InstanceResult) -> None:
