@@ -370,7 +370,8 @@ def headline(
             for _, r in prim.iterrows()
         ]
         lines.append(
-            f"<b>dalv finds</b> ({dataset}, {n_seeds} seeds, primary family of "
+            f"<b>dalv finds</b> ({dataset}, {n_seeds} seed{'s' * (n_seeds != 1)}, "
+            "primary family of "
             f"{len(prim)}, Holm at α = {ALPHA}; Δ AUBC FV-Adv − FGSM-Adv, 95 % t "
             "interval): " + " · ".join(parts) + "."
         )
@@ -389,8 +390,10 @@ def headline(
             )
         else:
             lines.append(
-                "<b>The paper's own per-seed numbers</b>: none for this dataset or "
-                "pool, so no verdict to set beside these."
+                "<b>The paper's own per-seed numbers</b>: none for these pairs (its "
+                "per-seed files have no FVAAL+FGSM-Adv(10), and none exist for this "
+                "pool if it is not one of the paper's datasets), so no verdict to set "
+                "beside these."
             )
     else:
         lines.append(
