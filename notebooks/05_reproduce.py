@@ -72,7 +72,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import HTML, Image, Markdown, display
 from dalv import plots, report, stats
-from dalv.cli import VERIFIERS
+from dalv.verify import VERIFIERS
 from dalv.methods import get
 from dalv.reproduce import PRESETS, cells, collect, grid_diversity, run_cells
 
