@@ -240,8 +240,10 @@ def _summary(rows, tools) -> str:
         ts = sorted(r[f"{t}_s"] for r in d)
         m = ts[len(ts) // 2] if ts else float("nan")
         both = sum(1 for r in d if r["dalv"] in ("sat", "unsat"))
+        within = sum(1 for r in d if r[f"{t}_s"] <= float(r["timeout"]))
         lines.append(
-            f"{t}: decided {len(d)}/{n} (median {m:.1f} s); both decided {both}"
+            f"{t}: decided {len(d)}/{n} (median {m:.1f} s; {within} within dalv's "
+            f"timeout here); both decided {both}"
         )
     return "\n".join(lines)
 
