@@ -30,7 +30,7 @@
 # in pixel units (pixels lie in [0, 1]) unless it says L2.
 #
 # **Prerequisites**: chapter 01; gradients with `torch.autograd`.
-# **Time**: about 25 s at the teaching setting on 2 CPU cores (the last section reads
+# **Time**: about 30 s at the teaching setting on 2 CPU cores (the last section reads
 # back committed runs; `RECOMPUTE = True` recomputes them and prints its expected time
 # first); seconds with `SMOKE = True`.
 

@@ -34,7 +34,7 @@
 # an exact float64 forward pass before dalv uses it.
 #
 # **Prerequisites**: chapters 01–02; linear programming at the level of "an LP finds a
-# vertex of a polytope". **Time**: about 30 s on 2 CPU cores; `SMOKE = True` takes
+# vertex of a polytope". **Time**: about 80 s on 2 CPU cores; `SMOKE = True` takes
 # seconds.
 
 # %%

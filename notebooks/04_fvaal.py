@@ -31,7 +31,7 @@
 # of a solver's. If FV-Adv beats FGSM-Adv but not PGD-Adv, what helps is a stronger
 # attack, not verification.
 #
-# **Prerequisites**: chapters 01–03. **Time**: about 10 s at the teaching setting on 2
+# **Prerequisites**: chapters 01–03. **Time**: about 15 s at the teaching setting on 2
 # CPU cores: it reads back the committed runs of `python -m dalv reproduce --preset
 # mnist5k` and computes only each arm's first cycle. `RECOMPUTE = True` recomputes the
 # 20 runs (it prints its expected time first). `SMOKE = True`: seconds.

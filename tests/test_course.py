@@ -234,3 +234,4 @@ def test_the_workshop_kit_links_what_it_names():
     for nb in (ROOT / "notebooks").glob("0[1-4]_*.py"):  # solutions stay out of them
         assert "docs/solutions" in nb.read_text()
         assert "_fgsm_targeted" not in nb.read_text()
+    assert "TIMINGS_TABLE" not in text, "fill the measured timings in"
