@@ -4,18 +4,36 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dalv-installed
 
-.PHONY: setup demo test test-fast lint sync site bench gpu-check clean
+PIP    := $(PY) -m pip --disable-pip-version-check --no-input
+# JupyterLab as root (a container, Colab-like VMs) needs --allow-root; a user does not.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: setup demo test test-fast lint sync site bench gpu-check lab clean
 
 setup: $(STAMP)
 
 # Re-runs only when pyproject.toml changes; a second `make setup` is a no-op.
+# torch first (tools/install_torch.py): CPU-only wheels on a machine without an NVIDIA
+# GPU where such a wheel can be had (DALV_TORCH=default skips that). The notebooks' kernel
+# is this environment's own `python3` (registered in the venv, never user-wide, so a
+# second clone cannot re-point it), and kernels started by this environment's Jupyter
+# encrypt their local TCP traffic (CurveZMQ), so ipykernel does not warn at each start.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[all]"
-	$(PY) -m pip install -q --no-deps auto-lirpa==0.3
-	$(PY) -m ipykernel install --user --name dalv --display-name "Python (dalv)" >/dev/null
+	$(PIP) install -q --upgrade pip
+	$(PY) tools/install_torch.py
+	$(PIP) install -q -e ".[all]"
+	$(PIP) install -q --no-deps auto-lirpa==0.3
+	$(PY) -m ipykernel install --sys-prefix --name python3 \
+		--display-name "Python 3 (ipykernel)" >/dev/null 2>&1
+	$(PY) -c "import zmq, sys; sys.exit(not zmq.has('curve'))" && \
+		mkdir -p $(VENV)/etc/jupyter && \
+		cp tools/jupyter_config.json $(VENV)/etc/jupyter/jupyter_config.json || true
 	touch $(STAMP)
+
+# JupyterLab from this environment, so the notebooks run this clone's dalv.
+lab: setup
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT)
 
 # The demo's report goes to runs/ (not committed), so the clone stays clean; the
 # committed reports/demo is rendered by `python -m dalv reproduce --preset demo`.

@@ -61,7 +61,7 @@ import tempfile
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -489,8 +489,7 @@ def _size(n_cuda: int, n_cpu: int, unit: str = "inputs") -> str:
     return f"{n_cuda} {unit} (CPU: {n_cpu})"
 
 
-def step_bounds(s: Setting) -> list[Figure]:
-    figs = []
+def step_bounds(s: Setting) -> Iterator[Figure]:
     n = s.sizes.bounds_batch
     x_all = test_inputs(s.data, n)
     for h, master in s.mlps.items():
@@ -518,12 +517,10 @@ def step_bounds(s: Setting) -> list[Figure]:
                 k = min(len(outs["cpu"]), len(outs["cuda"]))
                 diff = float((outs["cpu"][:k] - outs["cuda"][:k]).abs().max())
                 fig.note = f"max |lower CPU - lower CUDA| = {diff:.2e}"
-            figs.append(fig)
-    return figs
+            yield fig
 
 
-def step_radius(s: Setting) -> list[Figure]:
-    figs = []
+def step_radius(s: Setting) -> Iterator[Figure]:
     n = s.sizes.radius_batch
     x_all = test_inputs(s.data, n)
     for h, master in s.mlps.items():
@@ -544,8 +541,7 @@ def step_radius(s: Setting) -> list[Figure]:
                 fig.cuda = half
             else:
                 fig.cpu = half
-        figs.append(fig)
-    return figs
+        yield fig
 
 
 def paper_query(model: torch.nn.Module, x: torch.Tensor, k: int):
@@ -558,7 +554,7 @@ def paper_query(model: torch.nn.Module, x: torch.Tensor, k: int):
     return eps, excl, ks
 
 
-def step_search(s: Setting) -> list[Figure]:
+def step_search(s: Setting) -> Iterator[Figure]:
     h = max(s.mlps)
     master = s.mlps[h]
     n, k, work = s.sizes.search_batch, s.sizes.search_k, s.sizes.search_work
@@ -587,10 +583,11 @@ def step_search(s: Setting) -> list[Figure]:
             fig.cuda = half
         else:
             fig.cpu = half
-    return [fig]
+    yield fig
+    return
 
 
-def step_cnn(s: Setting) -> list[Figure]:
+def step_cnn(s: Setting) -> Iterator[Figure]:
     n = s.sizes.cnn_batch
     data = s.data
     model = dalv.models.build(
@@ -600,7 +597,6 @@ def step_cnn(s: Setting) -> list[Figure]:
     cfg = TrainConfig(epochs=s.sizes.cnn_epochs)
     dalv.train.fit(model, data.x_train[:rows], data.y_train[:rows], cfg, seed=0)
     x_all = test_inputs(data, n)
-    figs = []
     for method in ("IBP", "CROWN"):
         fig = Figure(f"bounds {method}, CNN (2 conv)", _size(n, s.n_cpu(n)))
         for dev in s.devices():
@@ -616,8 +612,7 @@ def step_cnn(s: Setting) -> list[Figure]:
                 fig.cuda = half
             else:
                 fig.cpu = half
-        figs.append(fig)
-    return figs
+        yield fig
 
 
 def cycle_methods(sizes: Sizes) -> list[tuple[str, Any, str]]:
@@ -659,7 +654,7 @@ def _copy_state(state0):
     return state
 
 
-def step_cycles(s: Setting) -> list[Figure]:
+def step_cycles(s: Setting) -> Iterator[Figure]:
     z = s.sizes
     cfg = ExperimentConfig(
         dataset=s.data.name,
@@ -677,7 +672,6 @@ def step_cycles(s: Setting) -> list[Figure]:
             states[dev.type] = mid_run_state(s, cfg, dev)
         except Exception as e:
             states[dev.type] = e
-    figs = []
     labelled = z.cycle_labelled
     for label, method, note in cycle_methods(z):
         size = f"{labelled} acquired, budget {z.cycle_budget}, k={method.augmenter.k}"
@@ -714,8 +708,7 @@ def step_cycles(s: Setting) -> list[Figure]:
                 fig.cuda = half
             else:
                 fig.cpu = half
-        figs.append(fig)
-    return figs
+        yield fig
 
 
 # ------------------------------------------------------------------ the CUDA tests
@@ -744,13 +737,24 @@ def junit_counts(path: Path) -> dict[str, int]:
     return total
 
 
-def step_tests(s: Setting) -> list[Figure]:
+def junit_failed(path: Path) -> list[str]:
+    """Names of the failed or erroring tests in a pytest JUnit XML file."""
+    root = ET.parse(path).getroot()
+    return [
+        case.get("name", "?")
+        for case in root.iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
+
+
+def step_tests(s: Setting) -> Iterator[Figure]:
     files = cuda_test_files(ROOT / "tests")
     fig = Figure("CUDA tests (pytest -m cuda)", f"{len(files)} files")
     fig.cpu = Half(info="")
     if not files:
         fig.cpu.error = "no test file marks a test with pytest.mark.cuda"
-        return [fig]
+        yield fig
+        return
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p"]
@@ -766,21 +770,23 @@ def step_tests(s: Setting) -> list[Figure]:
             )
         except subprocess.TimeoutExpired:
             fig.cpu.error = f"pytest ran past {s.sizes.pytest_timeout:.0f} s"
-            return [fig]
+            yield fig
+            return
         seconds = time.perf_counter() - t0
         if not xml.exists():
             tail = (out.stdout + out.stderr).strip().splitlines()[-1:]
             fig.cpu.error = f"pytest wrote no report (rc {out.returncode}): {tail}"
-            return [fig]
-        c = junit_counts(xml)
+            yield fig
+            return
+        c, bad = junit_counts(xml), junit_failed(xml)
     counts = (
         f"{c['passed']} passed, {c['failures'] + c['errors']} failed, "
         f"{c['skipped']} skipped of {c['tests']}"
     )
     half = Half(seconds=seconds, info=counts)
     if c["failures"] + c["errors"]:
-        half.error = counts
-        print(out.stdout[-4000:], file=sys.stderr)
+        half.error = counts + ": " + ", ".join(bad[:6]) + (" ..." if bad[6:] else "")
+        print(out.stdout[-6000:], file=sys.stderr)
     elif c["tests"] == 0:
         half.error = "pytest -m cuda selected no test"
     if s.cuda is not None:
@@ -792,10 +798,17 @@ def step_tests(s: Setting) -> list[Figure]:
         fig.status = "skipped (no GPU)"
         if c["passed"] and not half.error:
             half.info = counts + " (a test marked cuda ran without a GPU)"
-    return [fig]
+    yield fig
+    return
 
 
-STEP_FUNCS: dict[str, Callable[[Setting], list[Figure]]] = {
+def _step_figures(step: Callable[[Setting], Iterator[Figure]], s: Setting):
+    """A step's figures, with the step itself called on the first ``next`` (so that a
+    step failing before its first figure is caught where the figures are)."""
+    yield from step(s)
+
+
+STEP_FUNCS: dict[str, Callable[[Setting], Iterator[Figure]]] = {
     "tests": step_tests,
     "bounds": step_bounds,
     "radius": step_radius,
@@ -954,16 +967,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         t_step = time.perf_counter()
         print(f"--- {name}", flush=True)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()) as quiet:
-                new = STEP_FUNCS[name](setting)
-        except Exception as e:  # a step that fails before measuring anything
-            traceback.print_exc(file=sys.stderr)
-            new = [Figure(name, "", cpu=Half(error=one_line(e)))]
-        chatter = quiet.getvalue().strip()
-        if chatter:
-            print(chatter[-2000:], file=sys.stderr)
-        for f in new:
+        figures = _step_figures(STEP_FUNCS[name], setting)  # runs inside next()
+        while True:  # each figure is printed and written as soon as it is measured
+            quiet = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(quiet):  # auto_LiRPA's messages
+                    f = next(figures)
+            except StopIteration:
+                break
+            except Exception as e:  # a step that fails outside its measurements
+                traceback.print_exc(file=sys.stderr)
+                f = Figure(name, "", cpu=Half(error=one_line(e)))
+                figures = iter(())
+            chatter = quiet.getvalue().strip()
+            if chatter:
+                print(chatter[-2000:], file=sys.stderr)
             settle(f)
             if f.status == "failed":
                 failed.append(f.step)
@@ -974,12 +992,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{speed:>8s}  {f.status}  {f.note}",
                 flush=True,
             )
-        figs += new
+            figs.append(f)
+            elapsed = time.perf_counter() - t_start
+            progress = f"(in progress: {len(figs)} figures after {elapsed:.0f} s)"
+            write_outputs(Path(a.out), figs, env, header, footer + [progress])
         print(f"    ({time.perf_counter() - t_step:.1f} s)", flush=True)
-        progress = (
-            f"(in progress: {name} done after {time.perf_counter() - t_start:.0f} s)"
-        )
-        write_outputs(Path(a.out), figs, env, header, footer + [progress])
     total = time.perf_counter() - t_start
     end = [f"Total {total:.0f} s (process CPU time {time.process_time():.0f} s)."]
     if failed:

@@ -339,3 +339,109 @@ def test_run_offline_says_how_to_get_the_data_in_two_lines(
     assert "apt-get install dataset-fashion-mnist" in err[1]
     assert "<" not in " ".join(err)  # no exception reprs or server dumps
     assert not root.exists() and not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- setup and kernels
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_notebooks_store_the_kernel_metadata_jupyterlab_writes():
+    """JupyterLab rewrites kernelspec and language_info from the running kernel when a
+    notebook opens; any difference marks the tab modified. The stored values must be
+    what `make setup`'s kernel reports (Python's patch version aside)."""
+    import json
+    import re
+
+    import jupytext
+    from ipykernel.ipkernel import IPythonKernel
+
+    make = (ROOT / "Makefile").read_text()
+    m = re.search(
+        r'ipykernel install --sys-prefix --name (\S+) \\\s*--display-name "([^"]+)"',
+        make,
+    )
+    assert m, "make setup registers the kernel inside the environment"
+    spec = {"name": m[1], "display_name": m[2], "language": "python"}
+    expect = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        meta = json.loads(path.read_text())["metadata"]
+        assert meta["kernelspec"] == spec, path.name
+        info = dict(meta["language_info"])
+        assert info.pop("version").count(".") == 2, path.name
+        assert info == expect, path.name
+        text = jupytext.read(path.with_suffix(".py"))
+        assert text.metadata["kernelspec"] == spec, path.with_suffix(".py").name
+    assert "--user" not in make.split("ipykernel install")[1].split("\n")[0]
+
+
+def _install_torch():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "install_torch", ROOT / "tools" / "install_torch.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_install_torch_pins_are_pyprojects():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    mod = _install_torch()
+    assert mod.TORCH in deps["dependencies"] and mod.TORCHVISION in deps["dependencies"]
+
+
+DEFAULT = {"torch": "2.14.1", "torchvision": "0.29.1"}
+CPU = {"torch": "2.14.1+cpu", "torchvision": "0.29.1+cpu", "torch from": "file:///w"}
+
+
+@pytest.mark.parametrize(
+    "gpu,planned,cpu_seen,expect,installs",
+    [
+        (True, CPU, ["2.14.1+cpu"], "NVIDIA GPU found", 0),
+        (False, DEFAULT, ["2.14.1+cpu"], "no CPU-only build of torch 2.14.1", 0),
+        (False, None, ["2.14.1+cpu"], "no CPU-only build of torch 2.14.1", 0),
+        # a CPU build of another version is never taken (its torchvision mismatches)
+        (False, {**CPU, "torch": "2.13.0+cpu"}, ["2.13.0+cpu"], "no CPU-only", 0),
+        (False, CPU, ["2.14.1+cpu"], "CPU-only torch 2.14.1+cpu", 1),
+        (False, CPU, [], "CPU-only torch 2.14.1+cpu", 1),  # from the CPU index
+    ],
+)
+def test_install_torch_takes_the_cpu_build_of_the_default_version_only(
+    monkeypatch, capsys, gpu, planned, cpu_seen, expect, installs
+):
+    mod = _install_torch()
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    def would(args):
+        if "--index-url" not in args and not any("+cpu" in a for a in args):
+            return DEFAULT  # the default resolution
+        return planned
+
+    monkeypatch.delenv("DALV_TORCH", raising=False)
+    monkeypatch.setattr(mod, "has_nvidia_gpu", lambda: gpu)
+    monkeypatch.setattr(mod.metadata, "version", _not_installed)
+    monkeypatch.setattr(mod, "_cpu_versions", lambda: cpu_seen)
+    monkeypatch.setattr(mod, "_would_install", would)
+    monkeypatch.setattr(mod.subprocess, "run", fake_run)
+    assert mod.main() == 0
+    out = capsys.readouterr().out
+    assert expect in out and out.count("\n") == 1
+    real = [c for c in calls if "install" in c and "--dry-run" not in c]
+    assert len(real) == installs  # never the CUDA build by way of the CPU route
+    if installs:
+        assert "torch==2.14.1" in real[0] or "torch==2.14.1+cpu" in real[0]
+        assert any(a.startswith("torchvision==0.29.1") for a in real[0])
+
+
+def _not_installed(name):
+    from importlib.metadata import PackageNotFoundError
+
+    raise PackageNotFoundError(name)

@@ -211,6 +211,13 @@ def test_junit_counts_and_cuda_test_files(tmp_path):
     )
     c = gc.junit_counts(xml)
     assert c == {"tests": 10, "failures": 2, "errors": 1, "skipped": 3, "passed": 4}
+    xml.write_text(
+        '<testsuites><testsuite tests="3" failures="1" errors="1">'
+        '<testcase name="test_ok"/><testcase name="test_bad"><failure/></testcase>'
+        '<testcase name="test_err"><error/></testcase></testsuite></testsuites>'
+    )
+    assert gc.junit_failed(xml) == ["test_bad", "test_err"]
+    assert gc.junit_counts(xml)["passed"] == 1
     (tmp_path / "test_a.py").write_text("@pytest.mark.cuda\ndef test_x(): pass\n")
     (tmp_path / "test_b.py").write_text("def test_y(): pass\n")
     assert [p.name for p in gc.cuda_test_files(tmp_path)] == ["test_a.py"]
