@@ -75,6 +75,12 @@ class MilpVerifier(Verifier):
         boundary: ask each region LP for a point on the margin's boundary first (the
             margin row as an equality, so the example sits at margin + 1e-4, as the
             native Marabou engine's do), then for any point of the region.
+        loose_first: once the region LPs fail, ask the looser query's MILP first,
+            so that one MILP (not two) proves a box empty; witnesses stay the
+            stricter query's.
+        guide: that first MILP minimises the margin and stops at its first feasible
+            point (far fewer nodes to prove a box empty); only its "infeasible" is
+            used, so witnesses are unchanged.
         workers: processes (1: in process, the default, for experiment grids that
             already run one process per core; ``None``: ``min(B, cpu count)``).
             Workers are forked and use one torch thread.
@@ -90,6 +96,8 @@ class MilpVerifier(Verifier):
     pgd_steps: int = 20
     bound_proofs: bool = True
     boundary: bool = True
+    loose_first: bool = True
+    guide: bool = True
     workers: int | None = 1
 
     def __post_init__(self) -> None:
@@ -115,6 +123,8 @@ class MilpVerifier(Verifier):
             self.pgd_steps,
             self.bound_proofs,
             self.boundary,
+            self.loose_first,
+            self.guide,
         )
 
     def _search(self, model, xs, eps, k, excludes, prop, budget, schedule, seed):

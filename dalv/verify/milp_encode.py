@@ -35,7 +35,7 @@ it is a solver's counterexample of the exact query.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -306,6 +306,9 @@ class MilpProblem:
         integer: Which variables are binary.
         n_x: The first ``n_x`` variables are the inputs.
         n_binary: Number of binaries (ReLU phases, disjunction sides, rivals).
+        margin_cols, margin_coef: The margin's linear part ``s . f(x') - const`` as
+            columns and coefficients (one rival only; empty otherwise): an objective
+            that guides the branch and bound (``solve_milp(..., guide=True)``).
     """
 
     A: sparse.csr_matrix
@@ -316,6 +319,8 @@ class MilpProblem:
     integer: np.ndarray
     n_x: int
     n_binary: int
+    margin_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    margin_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 class _Rows:
@@ -457,8 +462,10 @@ def encode_milp(
     coef = spec[rivals] @ w[:, prev_live]  # [R, n_live]
     const = spec[rivals] @ b
     cols_prev = prev[prev_live]
+    margin_cols, margin_coef = np.zeros(0, np.int64), np.zeros(0)
     if rivals.size == 1:
         rows.dense(coef, cols_prev, -np.inf, -margin - const)
+        margin_cols, margin_coef = cols_prev.astype(np.int64), coef[0].copy()
     else:
         big = s_hi[rivals] + margin  # s.f + margin <= big on the box
         if (big <= 0).any():
@@ -519,6 +526,8 @@ def encode_milp(
         np.concatenate(integer),
         d,
         n_bin,
+        margin_cols,
+        margin_coef,
     )
 
 

@@ -108,6 +108,9 @@ class MilpConfig:
         bound_proofs: Try CROWN's bound before the solver to prove a box empty.
         boundary: Ask each region LP for a point on the margin's boundary first (the
             margin row as an equality), then for any point of the region.
+        loose_first: Once the region LPs fail, ask the looser query's MILP first: its
+            "infeasible" proves the box empty with one MILP instead of two.
+        guide: That first MILP minimises the margin (``solve_milp``'s ``guide``).
     """
 
     engine: str = "highs"
@@ -117,6 +120,8 @@ class MilpConfig:
     pgd_steps: int = 20
     bound_proofs: bool = True
     boundary: bool = True
+    loose_first: bool = True
+    guide: bool = True
 
 
 @dataclass(frozen=True)
@@ -426,6 +431,10 @@ class _Search:
         why = self._may_call()
         if why:
             return why
+        return self._solve(problem)
+
+    def _solve(self, problem, guide: bool = False) -> Answer:
+        """One MILP call (charged by the caller)."""
         self.n["milp"] += 1
         ans = solve_milp(
             problem,
@@ -433,6 +442,7 @@ class _Search:
             node_limit=self.cfg.node_limit,
             time_limit=self._remaining(),
             seed=self.t.seed,
+            guide=guide,
         )
         self.n["nodes"] += ans.nodes
         self.n["its"] += ans.iterations
@@ -475,6 +485,7 @@ class _Search:
             return "proof", "bound"
         cut_s = cut_box(lo, hi, self.exclude, d_s, prop.separation)
         # (the loose cut box contains the strict one: its bound may rule the latter out)
+        loose: Answer | None = None  # the looser query's MILP, when asked first
         if cut_s is not None and not bool((spec_l[0] > -m_s).all()):
             if lp:
                 got = self._lp_answer(box, cut_s, self._box_pre(eps, box), m_s, d_s)
@@ -485,16 +496,32 @@ class _Search:
             if not milp:
                 return "pause", None
             pre_s, spec_s = self.bounds(cut_s.lo, cut_s.hi, t.spec)
-            ans = self._milp(pre_s, spec_s, m_s, cut_s)
-            if isinstance(ans, str):
-                return "stop", ans
-            if ans.status != "infeasible":
-                return self._take(ans, box)
+            strict = encode_milp(t.layers, pre_s, t.spec, spec_s, m_s, cut_s)
+            if strict is not None:
+                why = self._may_call()
+                if why:
+                    return "stop", why
+                loose = self._loose_first(pre_l, spec_l, m_l, cut_l)
+                if loose is not None and loose.status == "infeasible":
+                    # The looser query is infeasible, so the stricter one is too: one
+                    # MILP proves the box empty, charged as the pair it answers.
+                    self._charged = False
+                    why = self._may_call()
+                    return ("stop", why) if why else ("proof", "solver")
+                if self.cfg.guide:  # its point is a guided vertex: ask the old way
+                    loose = None
+                ans = self._solve(strict)
+                if ans.status != "infeasible":
+                    return self._take(ans, box)
         # The stricter query has no solution: is the looser one infeasible too?
         if not milp:
             return "pause", None
         self._charged = False  # the looser query is a solver call of its own
-        ans = self._milp(pre_l, spec_l, m_l, cut_l)
+        if loose is not None:  # already solved (not infeasible)
+            why = self._may_call()
+            ans = why if why else loose
+        else:
+            ans = self._milp(pre_l, spec_l, m_l, cut_l)
         if isinstance(ans, str):
             return "stop", ans
         if ans.status == "infeasible":
@@ -520,6 +547,28 @@ class _Search:
         if kind == "stop" and val == "rejected":
             return "stop", "band"
         return kind, val
+
+    def _loose_first(self, pre_l, spec_l, m_l, cut_l) -> Answer | None:
+        """The looser query's MILP, asked before the stricter one (``None``: not
+        asked). Its "infeasible" proves both empty in one call; any other answer is
+        kept for the looser step after the stricter MILP (which alone may return a
+        witness, so witnesses are those of strict-then-loose). With ``guide`` it
+        minimises the margin (``solve_milp``), which proves emptiness in far fewer
+        nodes; then only its "infeasible" is used, and any other answer is asked
+        again, unguided, where the looser query comes in the old order. Not asked
+        when the second call would not be allowed, or the bounds decide the looser
+        query."""
+        if not self.cfg.loose_first:
+            return None
+        if self.t.max_calls is not None and self.n["calls"] >= self.t.max_calls:
+            return None
+        rem = self._remaining()
+        if rem is not None and rem <= 0:
+            return None
+        problem = encode_milp(self.t.layers, pre_l, self.t.spec, spec_l, m_l, cut_l)
+        if problem is None:
+            return None
+        return self._solve(problem, guide=self.cfg.guide)
 
     def _take(self, ans: Answer, box) -> tuple[str, np.ndarray | str]:
         """A MILP's answer other than "infeasible": its witness if it passes the exact
