@@ -110,6 +110,10 @@ _PAPER = {
 CONTROLS = [f"{s}+PGD-Adv(10)" for s in ("FVAAL", "DFAL", "BADGE", "Random")]
 GRID = (*FIGURE_METHODS, "FVAAL+FGSM-Adv(10)", *CONTROLS)
 FIVE = (0, 1, 2, 3, 4)
+# Seeds the analysis plan asks for (docs/protocol.md §10.4): 80 % power for a 0.005 AUBC
+# effect under Holm over MNIST's primary family. Fashion-MNIST starts at five, its
+# internal pilot, and is raised to what that pilot's sd asks for.
+_PLAN_SEEDS = {"mnist": tuple(range(11))}
 
 _PRESETS = [
     _preset(
@@ -153,16 +157,17 @@ _PRESETS = [
         GRID,
         FIVE,
         "mnist5k, the paper's twelve figure methods, FVAAL+FGSM-Adv(10) and the four "
-        "PGD-Adv controls, 5 seeds (--seeds 0-9 for more power)",
+        "PGD-Adv controls, 5 seeds (--seeds 0-10: the 11 the analysis plan asks for)",
     ),
     *(
         _preset(
             f"paper-{key}",
             cfg,
             GRID,
-            FIVE,
+            _PLAN_SEEDS.get(key, FIVE),
             f"the paper's protocol on {cfg.dataset} (hidden {cfg.model.hidden}): its "
-            "figure methods, FVAAL+FGSM-Adv(10) and the PGD-Adv controls, 5 seeds",
+            "figure methods, FVAAL+FGSM-Adv(10) and the PGD-Adv controls, "
+            f"{len(_PLAN_SEEDS.get(key, FIVE))} seeds",
         )
         for key, cfg in _PAPER.items()
     ),
