@@ -93,6 +93,12 @@ LOOSE = 1e-6
 TIGHT = 1e-7
 
 ProofKind = Literal["empty", "bound", "solver"]
+StopReason = Literal[
+    "", "k", "proof", "budget", "limit", "time", "band", "rejected", "error"
+]
+"""Why a search ended (``MilpStats.stop``; "" while it runs)."""
+QueryKind = Literal["sat", "proof", "stop", "pause"]
+"""What one query at one radius came to (``_Search.query``)."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +209,7 @@ class MilpStats(SearchStats):
     proofs: tuple[Proof, ...] = ()
     example_eps: tuple[float, ...] = ()
     lp_iterations: int = 0
-    stop: str = ""
+    stop: StopReason = ""
 
     @property
     def bound_proofs(self) -> int:
@@ -322,7 +328,7 @@ class _Search:
             return None
         return self.t.deadline - time.monotonic()
 
-    def _may_call(self) -> str:
+    def _may_call(self) -> Literal["", "time", "budget"]:
         """Charge the current query one solver call, the first time it uses the
         solver; the reason it may not ("" when it may)."""
         rem = self._remaining()
@@ -448,7 +454,7 @@ class _Search:
         self.n["its"] += ans.iterations
         return ans
 
-    def _unsolved(self, ans: Answer) -> str:
+    def _unsolved(self, ans: Answer) -> Literal["time", "limit", "error"]:
         if ans.status == "limit":
             rem = self._remaining()
             return "time" if rem is not None and rem <= 0 else "limit"
@@ -465,7 +471,7 @@ class _Search:
 
     def query(
         self, eps: float, lp: bool = True, milp: bool = True
-    ) -> tuple[str, np.ndarray | ProofKind | str | None]:
+    ) -> tuple[QueryKind, np.ndarray | ProofKind | StopReason | None]:
         """One query at radius ``eps``: ``("sat", witness)``, ``("proof", how)``,
         ``("stop", reason)`` or, with ``milp=False``, ``("pause", None)`` where the
         MILP would come next (``lp=False`` resumes there: the LPs were all infeasible).

@@ -25,7 +25,7 @@ import abc
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,10 @@ from dalv.verify.property import PAPER_PROPERTY, Property
 from dalv.verify.results import SearchResult
 
 __all__ = ["Property", "Budget", "NO_LIMIT", "Schedule", "Verifier"]
+
+WitnessSource = Literal["solver", "pgd"]
+"""Where a backend's counterexamples come from: an exact solver's answer, or PGD
+(lirpa's branch and bound proves, but its witnesses are PGD's)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class Verifier(abc.ABC):
     name: ClassVar[str] = "verifier"
     complete: ClassVar[bool] = False
     # where its counterexamples come from: "solver" (an exact solver's answer) or "pgd"
-    witness_source: ClassVar[str] = "solver"
+    witness_source: ClassVar[WitnessSource] = "solver"
     supports_conv: ClassVar[bool] = False
 
     def find(

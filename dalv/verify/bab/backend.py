@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from dalv.verify.bab.driver import BranchAndBound
-from dalv.verify.verifier import Verifier
+from dalv.verify.verifier import Verifier, WitnessSource
 
 __all__ = ["LirpaVerifier"]
 
@@ -45,7 +45,7 @@ class LirpaVerifier(Verifier):
 
     name: ClassVar[str] = "lirpa"
     complete: ClassVar[bool] = False
-    witness_source: ClassVar[str] = "pgd"  # its witnesses come from PGD
+    witness_source: ClassVar[WitnessSource] = "pgd"  # its witnesses come from PGD
     supports_conv: ClassVar[bool] = True
     relu_split: bool | None = None
     beta_steps: int = 20
