@@ -107,11 +107,17 @@ def _describe(p: Param) -> str:
     return what
 
 
+def _where(name: str) -> str:
+    """Where a value is set (a list item's parameter is the whole list)."""
+    whole = name.split("[")[0]
+    return f"Set it in the parameters cell or with papermill -p {whole} VALUE"
+
+
 def _item(name: str, p: Param, v: Any, kind: str) -> Any:
     """Check one scalar value (a parameter or a list item) of ``kind``."""
     bad = ParameterError(
         f"{name} must be {_describe(p)}; got {v!r} ({type(v).__name__}). "
-        f"Set it in the parameters cell or with papermill -p {name} VALUE"
+        + _where(name)
     )
     if kind == "bool":
         if not isinstance(v, (bool, np.bool_)):
@@ -130,8 +136,7 @@ def _item(name: str, p: Param, v: Any, kind: str) -> Any:
         near = difflib.get_close_matches(str(v), [str(c) for c in allowed], n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ParameterError(
-            f"{name} must be {_describe(p)}; got {v!r}{hint}. "
-            f"Set it in the parameters cell or with papermill -p {name} VALUE"
+            f"{name} must be {_describe(p)}; got {v!r}{hint}. " + _where(name)
         )
     return v
 
