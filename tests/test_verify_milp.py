@@ -571,3 +571,14 @@ def test_loose_first_and_its_guide_change_no_answer():
         assert a.stats.calls == b.stats.calls, seed  # a proof is charged as the pair
         solver_proofs += a.stats.milp_calls < b.stats.milp_calls
     assert solver_proofs >= 3  # the first MILP did prove boxes empty on its own
+
+
+def test_find_takes_none_for_no_exclusions_as_find_batch_does():
+    net = random_net(3)
+    x = torch.rand(2, generator=torch.Generator().manual_seed(3))
+    a = MilpVerifier().find(net, x, 0.3, 2, None, seed=1)
+    b = MilpVerifier().find(net, x, 0.3, 2, (), seed=1)
+    c = MilpVerifier().find_batch(net, x[None], 0.3, 2, None, seed=1)[0]
+    for other in (b, c):
+        assert a.status == other.status
+        assert torch.equal(a.counterexamples, other.counterexamples)

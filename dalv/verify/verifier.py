@@ -130,7 +130,7 @@ class Verifier(abc.ABC):
         x: Tensor,
         eps: float,
         k: int,
-        exclude: Sequence[Tensor] | Tensor = (),
+        exclude: Sequence[Tensor] | Tensor | None = (),
         prop: Property = PAPER_PROPERTY,
         budget: Budget = NO_LIMIT,
         *,
@@ -144,13 +144,14 @@ class Verifier(abc.ABC):
             x: the input in [0, 1], shape ``input_shape`` or ``[1, *input_shape]``.
             eps: box radius (> 0), L∞.
             k: counterexamples wanted (>= 1); ``exclude`` does not count.
-            exclude: earlier counterexamples (``[n, *input_shape]`` or a sequence).
+            exclude: earlier counterexamples (``[n, *input_shape]`` or a sequence;
+                ``None``: none, as ``find_batch``'s ``excludes``).
             prop: the property.
             budget: the limits.
             seed: seed of any randomness in the backend.
         """
         x1 = single_input(model, x)
-        excl = _stack_exclude(exclude, x1)
+        excl = _stack_exclude(() if exclude is None else exclude, x1)
         return self.find_batch(
             model, x1[None], eps, k, [excl], prop, budget, seed=seed
         )[0]
