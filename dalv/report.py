@@ -509,7 +509,8 @@ def plan_markdown(n_seeds: int | None = None) -> str:
         "5 seeds it covers about 83 %).",
         f"*Equivalence margins*: ±{MARGIN_SD:g} pilot paired sds on both metrics — "
         f"AUBC ±{MARGINS['aubc']:.4f}, final accuracy ±{MARGINS['final']:.4f} (pilot: "
-        f"`reports/paper-mnist`, 5 seeds, paired sd {PILOT_SD['aubc']:.4f} AUBC and "
+        "`reports/pilot/paper-mnist-5-seeds.csv`, 5 seeds, paired sd "
+        f"{PILOT_SD['aubc']:.4f} AUBC and "
         f"{PILOT_SD['final']:.4f} final accuracy over the primary pairs).",
         f"*Seeds*: 80 % power for a 0.005 AUBC effect in the primary family (Holm over "
         f"{PRIMARY_SIZE}, paired t, noncentral t) needs **{need} seeds** at the pilot "

@@ -68,9 +68,10 @@ ALPHA = 0.05
 """Family-wise error rate within each family of claims (Holm within the family)."""
 
 PILOT_SD = {"aubc": 0.0039, "final": 0.0037}
-"""Paired sd of the per-seed differences in the pilot: ``reports/paper-mnist`` (the
-paper's MNIST protocol, 5 seeds), pooled over the four primary-family pairs (FV-Adv(10)
-vs FGSM-Adv(10) for DFAL, BADGE, Random and FVAAL; 4 × 4 = 16 degrees of freedom).
+"""Paired sd of the per-seed differences in the pilot:
+``reports/pilot/paper-mnist-5-seeds.csv`` (the paper's MNIST protocol, 5 seeds), pooled
+over the four primary-family pairs (FV-Adv(10) vs FGSM-Adv(10) for DFAL, BADGE, Random
+and FVAAL; 4 × 4 = 16 degrees of freedom).
 ``tests/test_stats.py`` recomputes them from the committed CSV."""
 
 PILOT_DF = 16

@@ -146,7 +146,7 @@ def test_margins_weigh_both_metrics_alike():
 def test_pilot_constants_come_from_the_committed_pilot():
     from dalv.metrics import per_seed
 
-    path = ROOT / "reports" / "paper-mnist" / "results.csv"
+    path = ROOT / "reports" / "pilot" / "paper-mnist-5-seeds.csv"
     if not path.exists():
         pytest.skip("the pilot report is not in this checkout")
     wide = {
