@@ -36,13 +36,9 @@ import numpy as np
 
 from dalv.verify.marabou_query import Box, MarabouTask, build_query
 from dalv.verify.network import forward_weights
-from dalv.verify.property import satisfies
+from dalv.verify.property import DELTA_STRICT, LOOSE, MARGIN_STRICT, satisfies
 
 __all__ = ["MarabouTask", "MarabouOutcome", "solve_task"]
-
-_MARGIN_STRICT = 1e-4
-_DELTA_STRICT = 2e-5
-_LOOSE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -139,9 +135,9 @@ def solve_task(task: MarabouTask) -> MarabouOutcome:
         return c, np.clip(w.astype(task.witness_dtype), box.lo_w, box.hi_w)
 
     while len(found) < task.k:
-        code, w = attempt(prop.margin + _MARGIN_STRICT, prop.delta + _DELTA_STRICT)
+        code, w = attempt(prop.margin + MARGIN_STRICT, prop.delta + DELTA_STRICT)
         if code == "unsat":
-            loose = (max(prop.margin - _LOOSE, 0.0), max(prop.delta - _LOOSE, 0.0))
+            loose = (max(prop.margin - LOOSE, 0.0), max(prop.delta - LOOSE, 0.0))
             code, w = attempt(*loose)
             if code == "unsat":
                 claim = True

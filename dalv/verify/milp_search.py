@@ -69,7 +69,14 @@ from dalv.verify.milp_encode import (
 )
 from dalv.verify.milp_solve import Answer, LpSession, solve_milp
 from dalv.verify.network import AffineLayer, forward_weights
-from dalv.verify.property import Property, satisfies
+from dalv.verify.property import (
+    DELTA_STRICT,
+    LOOSE,
+    MARGIN_STRICT,
+    TIGHT,
+    Property,
+    satisfies,
+)
 from dalv.verify.results import SearchStats
 from dalv.verify.verifier import Schedule
 
@@ -87,10 +94,6 @@ __all__ = [
     "solve_tasks",
 ]
 
-MARGIN_STRICT = 1e-4
-DELTA_STRICT = 2e-5
-LOOSE = 1e-6
-TIGHT = 1e-7
 
 ProofKind = Literal["empty", "bound", "solver"]
 StopReason = Literal[

@@ -41,6 +41,10 @@ __all__ = [
     "Separation",
     "TARGETS",
     "SEPARATIONS",
+    "MARGIN_STRICT",
+    "DELTA_STRICT",
+    "LOOSE",
+    "TIGHT",
     "Property",
     "PAPER_PROPERTY",
     "winner_runner_up",
@@ -56,6 +60,16 @@ Target = Literal["runner_up", "any"]
 Separation = Literal["every_coord", "any_coord"]
 TARGETS: tuple[str, ...] = ("runner_up", "any")
 SEPARATIONS: tuple[str, ...] = ("every_coord", "any_coord")
+
+# The exact solvers' tolerances around a property (one home for the MILP and Marabou).
+# A witness is searched for just inside the property (margin and delta raised by the
+# STRICT amounts, so that it survives the cast to the model's dtype and the float64
+# re-check); a proof is of a query looser by LOOSE (so that "unsat" holds for the exact
+# property too); TIGHT is the band query's step past the requested margin and delta.
+MARGIN_STRICT = 1e-4
+DELTA_STRICT = 2e-5
+LOOSE = 1e-6
+TIGHT = 1e-7
 
 Array = TypeVar("Array", Tensor, np.ndarray)
 
