@@ -153,7 +153,7 @@ def check(q, i: int, ex: np.ndarray) -> int:
         return 0
     with torch.no_grad():
         logits = model(q["x"][i : i + 1].float())
-        f = forward64(model, torch.from_numpy(ex).view(-1, *q["x"].shape[1:]))
+        f = forward64(model, torch.from_numpy(ex.copy()).view(-1, *q["x"].shape[1:]))
     c1, c2 = winner_runner_up(logits)
     C = prop.spec(c1, c2, logits.shape[-1], dtype=torch.float64)[0]
     g = (f @ C.T).min(1).values.numpy()
@@ -177,7 +177,9 @@ def check(q, i: int, ex: np.ndarray) -> int:
 # ---- the comparison ----------------------------------------------------------------
 
 
-def start(tree: Path, rows_file: str, variant: str = "") -> subprocess.Popen:
+def start(
+    tree: Path, rows_file: str, label: str, variant: str = ""
+) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", rows_file]
     if variant:
@@ -191,7 +193,9 @@ def start(tree: Path, rows_file: str, variant: str = "") -> subprocess.Popen:
         cwd=tempfile.gettempdir(),  # so that '' on sys.path is not a dalv checkout
     )
     hello = json.loads(p.stdout.readline())
-    print(f"  {tree}: dalv from {hello['dalv']}")
+    if not Path(hello["dalv"]).resolve().is_relative_to(tree):
+        sys.exit(f"the {label} worker imported dalv from outside its tree")
+    print(f"  {label}: dalv imported from its own tree")  # (no machine paths)
     return p
 
 
@@ -229,8 +233,8 @@ def main() -> None:
         f"work budget {q['work']} calls, search seed {q['seed']}, one torch thread "
         f"per worker; load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}"
     )
-    old = start(a.base.resolve(), rows_file)
-    new = start(ROOT, rows_file, a.variant)
+    old = start(a.base.resolve(), rows_file, "old (--base)")
+    new = start(ROOT, rows_file, "new (this checkout)", a.variant)
     rows = [int(s) for s in a.only.split(",")] if a.only else range(n)
     head = (
         f"{'row':>4s} {'pool':>6s} {'old s':>7s} {'new s':>7s} {'old':>12s} "
