@@ -59,7 +59,7 @@ def _methods() -> tuple[str, ...]:
 
 
 def _verifiers() -> tuple[str, ...]:
-    from dalv.cli import VERIFIERS
+    from dalv.verify import VERIFIERS
 
     return tuple(VERIFIERS)
 

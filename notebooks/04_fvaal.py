@@ -82,7 +82,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 from dalv import plots, report
-from dalv.cli import VERIFIERS
+from dalv.verify import VERIFIERS
 from dalv.plots import aubc_table, learning_curves, show_images
 from dalv.reproduce import PRESETS
 torch.set_num_threads(1)  # the committed runs' thread count: the seed reproduces them

@@ -16,16 +16,14 @@ import torch
 from torch import nn
 
 from dalv.verify import Budget, Property, Schedule, winner_runner_up
+from dalv.verify.geometry import cut_box, project, region_box
 from dalv.verify.milp import MilpVerifier
 from dalv.verify.milp_encode import (
     MilpProblem,
-    cut_box,
     encode_milp,
     encode_region,
     forward,
     merge_layers,
-    project,
-    region_box,
 )
 from dalv.verify.milp_search import MilpStats
 from dalv.verify.milp_solve import LpSession, engine_name, solve_milp

@@ -10,14 +10,16 @@ Submodules, in reading order:
 * ``network``  - which layers are supported; float64 forward pass; input shapes.
 * ``box``      - the clipped box, radius checks, directed rounding of its corners.
 * ``property`` - ``Property``: the paper's counterexample property and its exact test.
-* ``projection`` - moving points into ``box minus exclusions``.
+* ``geometry`` - the box minus the exclusions: the rules that decide a box, the
+  projections of points (numpy and torch forms, tested against each other).
+* ``descent``  - ``margin_pgd``: the one projected descent on the property margin.
 * ``crown``    - pure-torch interval and CROWN bounds.
 * ``lirpa``    - auto_LiRPA bounds (IBP / CROWN / alpha-CROWN), ``certified_radius``.
 * ``results``  - ``SearchResult`` and ``SearchStats``.
 * ``verifier`` - ``Budget``, ``Schedule`` and the ``Verifier`` interface.
 * ``bab``      - ``LirpaVerifier``: batched branch and bound over input boxes.
-* ``milp_encode`` - the MILP backend's numpy encodings: the box minus the exclusions
-  (``cut_box``), the paper's query as a big-M MILP, one activation region's LP.
+* ``milp_encode`` - the MILP backend's numpy encodings: the paper's query as a big-M
+  MILP, one activation region's LP.
 * ``milp_solve`` - the solvers behind them (HiGHS via highspy or SciPy; Gurobi when
   licensed) and their answers.
 * ``milp_search`` - one input's loop: cheap proofs, region LPs, then the MILP.

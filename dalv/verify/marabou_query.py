@@ -2,8 +2,8 @@
 
 Owns: ``MarabouTask`` (one input's question, numpy only), ``Box`` (the clipped box in
 numpy, with inward-rounded witness corners), ``build_query`` and the exclusion
-disjunctions; may import: numpy, the standard library, ``dalv.verify.{box, property}``,
-``maraboupy`` (inside ``build_query``).
+disjunctions; may import: numpy, the standard library, ``dalv.verify.{box, geometry,
+property}``, ``maraboupy`` (inside ``build_query``).
 
 The query (no ONNX round trip):
 
@@ -18,7 +18,8 @@ The query (no ONNX round trip):
   ``x'_i <= a_i - delta  OR  x'_i >= a_i + delta``; with "any_coord", one disjunction
   over all coordinates and both sides. A side that the box already rules out is dropped
   (a disjunction left with one side becomes a bound; with none, the query is
-  infeasible): the same set, fewer case splits.
+  infeasible), to a fixpoint (``dalv.verify.geometry.cut_box``, the MILP's rules): the
+  same set, fewer case splits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from dalv.verify.box import clip_box, round_down, round_up
+from dalv.verify.geometry import cut_box
 from dalv.verify.property import Property
 
 __all__ = ["Box", "MarabouTask", "Weights", "build_query"]
@@ -88,38 +90,27 @@ class Box:
 def _exclusion_cases(
     task: MarabouTask, box: Box, exclude: np.ndarray, delta: float
 ) -> tuple[np.ndarray, np.ndarray, list[list[tuple[int, float, int]]]] | None:
-    """Tightened input bounds, and the exclusion disjunctions as ``(var, bound, side)``.
+    """Tightened input bounds, and the exclusion disjunctions as ``(var, bound, side)``:
+    ``geometry.cut_box`` (the MILP's rules, to a fixpoint) in Marabou's terms.
 
     Returns ``None`` when the box minus the exclusions is empty.
     """
-    lo, hi = box.lo.copy(), box.hi.copy()
-    disjunctions: list[list[tuple[int, float, int]]] = []
-    for a in exclude:
-        below, above = a - delta, a + delta
-        left_ok, right_ok = below >= lo, above <= hi
-        if task.prop.separation == "every_coord":
-            touches = (above > lo) & (below < hi)
-            if bool((touches & ~left_ok & ~right_ok).any()):
-                return None
-            only_left = touches & left_ok & ~right_ok
-            only_right = touches & right_ok & ~left_ok
-            hi[only_left] = np.minimum(hi[only_left], below[only_left])
-            lo[only_right] = np.maximum(lo[only_right], above[only_right])
-            for i in np.nonzero(touches & left_ok & right_ok)[0]:
-                disjunctions.append(
-                    [(int(i), float(below[i]), -1), (int(i), float(above[i]), 1)]
-                )
-        else:
-            if bool(((above <= lo) | (below >= hi)).any()):
-                continue  # some coordinate of the box lies wholly outside this ball
-            cases = [(int(i), float(below[i]), -1) for i in np.nonzero(left_ok)[0]]
-            cases += [(int(i), float(above[i]), 1) for i in np.nonzero(right_ok)[0]]
-            if not cases:
-                return None
-            disjunctions.append(cases)
-    if bool((lo > hi).any()):
+    cut = cut_box(box.lo, box.hi, exclude, delta, task.prop.separation)
+    if cut is None:
         return None
-    return lo, hi, disjunctions
+    coord, below, above = cut.pairs
+    disjunctions = [
+        [(int(i), float(lo_side), -1), (int(i), float(hi_side), 1)]
+        for i, lo_side, hi_side in zip(coord, below, above, strict=True)
+    ]
+    for coord, bound, side in cut.balls:
+        disjunctions.append(
+            [
+                (int(i), float(v), int(t))
+                for i, v, t in zip(coord, bound, side, strict=True)
+            ]
+        )
+    return cut.lo, cut.hi, disjunctions
 
 
 def build_query(

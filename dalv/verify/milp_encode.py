@@ -1,11 +1,10 @@
 """The MILP backend's encodings, in numpy: the exact query and its linear restrictions.
 
 Owns: ``Layers`` (an affine/ReLU network with runs of Linear layers composed),
-``forward``, ``margin_and_grad``, ``project``, ``Cut`` / ``cut_box`` (the box minus the
-exclusions, with every disjunction the box decides dropped), ``MilpProblem`` /
-``encode_milp`` (the paper's query as a mixed-integer program) and ``encode_region``
-(the linear program of one activation pattern and one side of every disjunction); may
-import: numpy, scipy, the standard library.
+``forward``, ``margin_and_grad``, ``MilpProblem`` / ``encode_milp`` (the paper's query
+as a mixed-integer program) and ``encode_region`` (the linear program of one activation
+pattern and one side of every disjunction); may import: numpy, scipy, the standard
+library, ``dalv.verify.geometry`` (the box minus the exclusions, ``Cut``).
 
 The query of one solver call (protocol §4.4, ``dalv.verify.property``) is, with the
 spec rows ``s`` of the property (one row ``e_c1 - e_c2``, or one per rival for
@@ -24,8 +23,8 @@ spec rows ``s`` of the property (one row ``e_c1 - e_c2``, or one per rival for
 
 The box decides many disjunctions: a side outside ``[lo_i, hi_i]`` forces the other
 side (a tighter bound), a slab outside the box constrains nothing, and a disjunction
-with no side left makes the query infeasible. ``cut_box`` applies these rules to a
-fixpoint before anything is encoded.
+with no side left makes the query infeasible. ``dalv.verify.geometry.cut_box`` applies
+these rules to a fixpoint before anything is encoded.
 
 Fixing every binary (the ReLU phases, the sides of the disjunctions, the rival) leaves a
 linear program over the inputs alone: ``encode_region``. Its feasible points are
@@ -40,16 +39,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
+from dalv.verify.geometry import Cut
+
 __all__ = [
     "Layers",
     "merge_layers",
     "forward",
     "margin_and_grad",
     "inflate",
-    "project",
-    "Cut",
-    "cut_box",
-    "region_box",
     "MilpProblem",
     "encode_milp",
     "encode_region",
@@ -118,178 +115,6 @@ def inflate(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarra
         lower - _INFLATE * (1.0 + np.abs(lower)),
         upper + _INFLATE * (1.0 + np.abs(upper)),
     )
-
-
-# ---- the box minus the exclusions --------------------------------------------------
-
-
-def project(
-    y: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    exclude: np.ndarray,
-    delta: float,
-    separation: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Move points into ``[lo, hi]`` minus the exclusions (as ``verify.projection``).
-
-    every_coord: each coordinate moves to the nearer of the two values that leave every
-    open slab ``(a_i - delta, a_i + delta)`` (pushed repeatedly, slabs may overlap) and
-    stay in ``[lo_i, hi_i]``: the exact Euclidean projection. any_coord: a point inside
-    the open L-inf ball of some ``a`` moves the one coordinate that needs the smallest
-    move onto the ball's surface.
-
-    Shapes:
-        y: ``[m, d]``; lo, hi: ``[d]``; exclude: ``[n, d]`` -> ``[m, d]``, ``[m]``.
-    """
-    y = np.clip(np.asarray(y, np.float64), lo, hi)
-    ok = np.ones(y.shape[0], dtype=bool)
-    if exclude.shape[0] == 0:
-        return y, ok
-    if separation == "every_coord":
-        up, down = y.copy(), y.copy()
-        for _ in range(exclude.shape[0]):
-            inside = np.abs(up[:, None, :] - exclude) < delta
-            if not inside.any():
-                break
-            up = np.maximum(up, np.where(inside, exclude + delta, -np.inf).max(1))
-        for _ in range(exclude.shape[0]):
-            inside = np.abs(down[:, None, :] - exclude) < delta
-            if not inside.any():
-                break
-            down = np.minimum(down, np.where(inside, exclude - delta, np.inf).min(1))
-        up_ok, down_ok = up <= hi, down >= lo
-        take_up = up_ok & (~down_ok | ((up - y) <= (y - down)))
-        out = np.where(take_up, up, np.where(down_ok, down, y))
-        return out, (up_ok | down_ok).all(-1)
-    out = y.copy()
-    for _ in range(exclude.shape[0]):
-        inside = (np.abs(out[:, None, :] - exclude) < delta).all(-1)  # [m, n]
-        rows = np.nonzero(inside.any(1))[0]
-        if rows.size == 0:
-            break
-        a = exclude[inside[rows].argmax(1)]  # the first ball each point is in
-        cur = out[rows]
-        move_up = np.where(a + delta <= hi, a + delta - cur, np.inf)
-        move_dn = np.where(a - delta >= lo, cur - (a - delta), np.inf)
-        i_up, i_dn = move_up.argmin(1), move_dn.argmin(1)
-        r = np.arange(rows.size)
-        use_up = move_up[r, i_up] <= move_dn[r, i_dn]
-        col = np.where(use_up, i_up, i_dn)
-        val = np.where(use_up, a[r, col] + delta, a[r, col] - delta)
-        out[rows, col] = val
-    still = (np.abs(out[:, None, :] - exclude) < delta).all(-1).any(1)
-    return out, ~still
-
-
-@dataclass(frozen=True)
-class Cut:
-    """The box minus the exclusions, after the box decided what it could.
-
-    Attributes:
-        lo: Tightened lower bounds ``[d]``.
-        hi: Tightened upper bounds ``[d]``.
-        pairs: every_coord disjunctions the box leaves open: ``(coord [p], below [p],
-            above [p])``, each ``x_coord <= below OR x_coord >= above``.
-        balls: any_coord disjunctions, one per excluded point the box leaves open:
-            ``(coord [c], bound [c], side [c])`` with side ``+1`` (``x >= bound``) or
-            ``-1`` (``x <= bound``); at least one case must hold.
-    """
-
-    lo: np.ndarray
-    hi: np.ndarray
-    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
-    balls: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
-
-
-def cut_box(
-    lo: np.ndarray,
-    hi: np.ndarray,
-    exclude: np.ndarray,
-    delta: float,
-    separation: str,
-) -> Cut | None:
-    """Drop the disjunctions the box decides (to a fixpoint); ``None``: nothing is left.
-
-    Args:
-        lo, hi: The box ``[d]`` (float64).
-        exclude: Points to stay away from ``[n, d]``.
-        delta: The exclusion distance of this query.
-        separation: ``"every_coord"`` or ``"any_coord"``.
-    """
-    lo, hi = lo.astype(np.float64).copy(), hi.astype(np.float64).copy()
-    below, above = exclude - delta, exclude + delta
-    no_pairs = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-    if separation == "every_coord":
-        for _ in range(2 * exclude.shape[0] + 1):
-            touches = (below < hi) & (above > lo)  # the open slab meets the box
-            left_ok, right_ok = below >= lo, above <= hi
-            if (touches & ~left_ok & ~right_ok).any():
-                return None
-            only_left = touches & left_ok & ~right_ok
-            only_right = touches & right_ok & ~left_ok
-            if not (only_left.any() or only_right.any()):
-                break
-            hi = np.minimum(hi, np.where(only_left, below, np.inf).min(0))
-            lo = np.maximum(lo, np.where(only_right, above, -np.inf).max(0))
-            if (lo > hi).any():
-                return None
-        touches = (below < hi) & (above > lo)
-        rows, cols = np.nonzero(touches)
-        return Cut(
-            lo, hi, (cols.astype(np.int64), below[rows, cols], above[rows, cols])
-        )
-    balls: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    changed = True
-    while changed:
-        changed, balls = False, []
-        for j in range(exclude.shape[0]):
-            if ((above[j] <= lo) | (below[j] >= hi)).any():
-                continue  # some coordinate of the box lies wholly outside the ball
-            left = np.nonzero(below[j] >= lo)[0]
-            right = np.nonzero(above[j] <= hi)[0]
-            if left.size + right.size == 0:
-                return None
-            if left.size + right.size == 1:
-                if left.size:
-                    hi[left] = np.minimum(hi[left], below[j, left])
-                else:
-                    lo[right] = np.maximum(lo[right], above[j, right])
-                changed = True
-                break
-            coord = np.concatenate([left, right])
-            bound = np.concatenate([below[j, left], above[j, right]])
-            side = np.concatenate([-np.ones(left.size), np.ones(right.size)])
-            balls.append((coord, bound, side))
-        if (lo > hi).any():
-            return None
-    return Cut(lo, hi, no_pairs, tuple(balls))
-
-
-def region_box(cut: Cut, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The box of the disjunction sides a point ``y`` lies on (``None``: it lies on
-    none of some disjunction's sides, or outside the cut box)."""
-    if (y < cut.lo).any() or (y > cut.hi).any():
-        return None
-    lo, hi = cut.lo.copy(), cut.hi.copy()
-    coord, below, above = cut.pairs
-    if coord.size:
-        left, right = y[coord] <= below, y[coord] >= above
-        if not (left | right).all():
-            return None
-        np.minimum.at(hi, coord[left], below[left])
-        np.maximum.at(lo, coord[right & ~left], above[right & ~left])
-    for coord, bound, side in cut.balls:
-        slack = np.where(side > 0, y[coord] - bound, bound - y[coord])
-        best = int(slack.argmax())
-        if slack[best] < 0:
-            return None
-        i = coord[best]
-        if side[best] > 0:
-            lo[i] = max(lo[i], bound[best])
-        else:
-            hi[i] = min(hi[i], bound[best])
-    return lo, hi
 
 
 # ---- the exact query as a MILP -----------------------------------------------------

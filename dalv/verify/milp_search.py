@@ -4,8 +4,8 @@ Owns: ``MilpConfig`` (the backend's knobs, picklable), ``MilpTask`` (one input's
 question), ``Proof`` and ``MilpStats`` (per-input bookkeeping, a ``SearchStats``),
 ``MilpOutcome``, ``solve_task`` and ``solve_tasks``; may import: numpy, torch, the
 standard library,
-``dalv.verify.{box, crown, network, property, results, verifier, milp_encode,
-milp_solve}``.
+``dalv.verify.{box, crown, descent, geometry, network, property, results, verifier,
+milp_encode, milp_solve}``.
 
 Per input, as in the paper (and ``dalv.verify.marabou_worker``): one query per
 counterexample; each witness joins the exclusions of the next query; with a
@@ -56,16 +56,14 @@ import torch
 
 from dalv.verify.box import clip_box, round_down, round_up
 from dalv.verify.crown import _intermediate_bounds, crown_linear_lower
+from dalv.verify.descent import decaying_step, margin_pgd
+from dalv.verify.geometry import Cut, cut_box, project, region_box
 from dalv.verify.milp_encode import (
-    Cut,
     Layers,
-    cut_box,
     encode_milp,
     encode_region,
     inflate,
     margin_and_grad,
-    project,
-    region_box,
 )
 from dalv.verify.milp_solve import Answer, LpSession, solve_milp
 from dalv.verify.network import AffineLayer, forward_weights
@@ -384,16 +382,15 @@ class _Search:
         n = self.cfg.pgd_starts
         u = self.rng.random((n, lo.shape[0]))
         y = np.concatenate([self.t.x[None], lo + (hi - lo) * u])
-        best, best_g = y.copy(), np.full(y.shape[0], np.inf)
-        width, steps = hi - lo, self.cfg.pgd_steps
-        for s in range(steps + 1):
-            y, ok = project(y, lo, hi, self.exclude, delta, sep)
-            g, grad = margin_and_grad(self.t.layers, self.t.spec, y)
-            better = ok & (g < best_g)
-            best[better], best_g[better] = y[better], g[better]
-            if s == steps or (best_g <= -2 * margin).all():
-                break
-            y = y - (0.25 * (1 - s / steps) + 0.02) * width * np.sign(grad)
+        best, best_g = margin_pgd(
+            y,
+            lambda v: project(v, lo, hi, self.exclude, delta, sep),
+            lambda v, grad: margin_and_grad(self.t.layers, self.t.spec, v),
+            self.cfg.pgd_steps,
+            decaying_step(hi - lo, self.cfg.pgd_steps),
+            target=-2 * margin,
+            freeze=False,
+        )
         order = np.argsort(best_g, kind="stable")
         yield from best[order][np.isfinite(best_g[order])]
 

@@ -1,7 +1,7 @@
 """Turning candidates into witnesses: projection, repair, exact re-check, bookkeeping.
 
-Owns: ``Acceptor``; may import: torch, the standard library, ``dalv.verify.{network,
-property}``, ``dalv.verify.bab.{falsify, pool, state}``.
+Owns: ``Acceptor``; may import: torch, the standard library, ``dalv.verify.{descent,
+network, property}``, ``dalv.verify.bab.{falsify, pool, state}``.
 
 Per input, candidates are taken one at a time, best (lowest margin) first: projected
 onto the box minus all exclusions (the given ones and those accepted so far), repaired
@@ -18,6 +18,7 @@ from torch import Tensor
 from dalv.verify.bab.falsify import Objective
 from dalv.verify.bab.pool import rank_within
 from dalv.verify.bab.state import SearchState
+from dalv.verify.descent import margin_pgd
 from dalv.verify.network import forward64
 from dalv.verify.property import satisfies, spec_margin
 
@@ -87,17 +88,15 @@ class Acceptor:
         """
         st, obj = self.state, self.objective
         lo, hi = st.boxes.lo_in[rows], st.boxes.hi_in[rows]
-        best = y.clone()
-        best_g = torch.full((y.shape[0],), torch.inf, dtype=st.dtype, device=y.device)
-        for r in range(self.repair_steps + 1):
-            y, feasible = obj.project(y, lo, hi, rows)
-            g, dg = obj.margin(y, rows, grad=r < self.repair_steps)
-            better = feasible & (g < best_g)
-            best[better], best_g[better] = y[better], g[better]
-            done = best_g <= -st.prop.margin - obj.slack
-            if r == self.repair_steps or bool(done.all()):
-                break
-            y = torch.where(done[:, None], y, y - 0.05 * (hi - lo) * dg.sign())
+        best, best_g = margin_pgd(
+            y,
+            lambda v: obj.project(v, lo, hi, rows),
+            lambda v, grad: obj.margin(v, rows, grad=grad),
+            self.repair_steps,
+            lambda t: 0.05 * (hi - lo),
+            target=-st.prop.margin - obj.slack,
+            freeze=True,
+        )
         return best, best_g <= -st.prop.margin
 
     def _exact_ok(self, y: Tensor, rows: Tensor) -> Tensor:

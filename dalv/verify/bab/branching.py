@@ -1,7 +1,7 @@
 """Cutting subdomains: exclusion tightening, ReLU splits, input splits, ball faces.
 
-Owns: ``Brancher``; may import: torch, the standard library, ``dalv.verify.box``,
-``dalv.verify.bab.{bounding, pool, state}``.
+Owns: ``Brancher``; may import: torch, the standard library,
+``dalv.verify.{box, geometry}``, ``dalv.verify.bab.{bounding, pool, state}``.
 
 * **Tightening** (before bounding). With ``every_coord``, a slab
   ``(a_i - delta, a_i + delta)`` that covers an end of the interval of coordinate ``i``
@@ -47,6 +47,7 @@ from dalv.verify.bab.bounding import Bounds
 from dalv.verify.bab.pool import OPEN_HI, OPEN_LO, Pool
 from dalv.verify.bab.state import SearchState
 from dalv.verify.box import round_down, round_up
+from dalv.verify.geometry import box_in_ball, shrink_slabs
 
 __all__ = ["Brancher"]
 
@@ -97,25 +98,20 @@ class Brancher:
             sl = slice(s, s + _CHUNK)
             a, live = excl.E64[own[sl]], excl.mask[own[sl]][:, :, None]
             lo_d, hi_d = lo[sl].double(), hi[sl].double()
-            if st.prop.separation == "any_coord":
-                lo_e, hi_e = lo_d[:, None], hi_d[:, None]
-                in_lo, in_hi = lo_e > a - delta, hi_e < a + delta
-                if open_ is not None:
-                    op = open_[sl][:, None]
-                    in_lo |= ((op & OPEN_LO) > 0) & (lo_e >= a - delta)
-                    in_hi |= ((op & OPEN_HI) > 0) & (hi_e <= a + delta)
-                inside = in_lo & in_hi
-                empty[sl] = (inside.all(-1) & live[..., 0]).any(-1)
-                continue
             below, above = a - delta, a + delta
-            for _ in range(a.shape[1]):
-                cover_lo = live & (below < lo_d[:, None]) & (above > lo_d[:, None])
-                cover_hi = live & (below < hi_d[:, None]) & (above > hi_d[:, None])
-                if not bool(cover_lo.any() or cover_hi.any()):
-                    break
-                up = torch.where(cover_lo, above, -math.inf).amax(1)
-                down = torch.where(cover_hi, below, math.inf).amin(1)
-                lo_d, hi_d = torch.maximum(lo_d, up), torch.minimum(hi_d, down)
+            if st.prop.separation == "any_coord":
+                op = None if open_ is None else open_[sl][:, None]
+                inside = box_in_ball(
+                    lo_d[:, None],
+                    hi_d[:, None],
+                    below,
+                    above,
+                    None if op is None else (op & OPEN_LO) > 0,
+                    None if op is None else (op & OPEN_HI) > 0,
+                )
+                empty[sl] = (inside & live[..., 0]).any(-1)
+                continue
+            lo_d, hi_d = shrink_slabs(lo_d, hi_d, below, above, live)
             empty[sl] = (lo_d > hi_d).any(-1)
             lo[sl] = torch.maximum(lo[sl], round_down(lo_d, st.dtype))
             hi[sl] = torch.minimum(hi[sl], round_up(hi_d, st.dtype))

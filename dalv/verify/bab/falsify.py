@@ -3,7 +3,8 @@
 Owns: ``Objective`` (the property margin in the model dtype, its gradient, and the
 projection onto ``box minus exclusions``) and ``Falsifier`` (the bound's minimising
 corner plus projected-gradient descent from random starts); may import: torch, the
-standard library, ``dalv.verify.{projection, property}``, ``dalv.verify.bab.state``.
+standard library, ``dalv.verify.{descent, geometry, property}``,
+``dalv.verify.bab.state``.
 
 Per surviving subdomain the candidates are the corner that minimises CROWN's linear
 lower bound and PGD on the margin: many random starts (and the input itself) at an
@@ -16,13 +17,12 @@ proposals: ``dalv.verify.bab.accept`` projects, repairs and re-checks them.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from dalv.verify.bab.state import SearchState
-from dalv.verify.projection import project_feasible
+from dalv.verify.descent import decaying_step, margin_pgd
+from dalv.verify.geometry import project_feasible
 from dalv.verify.property import spec_margin
 
 __all__ = ["FAST_SLACK", "Objective", "Falsifier"]
@@ -203,22 +203,18 @@ class Falsifier:
         and repairs later), which saves the costly projection in deep rounds.
         """
         st, obj = self.state, self.objective
-        best = y.clone()
-        best_g = torch.full((y.shape[0],), math.inf, dtype=st.dtype, device=y.device)
-        frozen = torch.zeros(y.shape[0], dtype=torch.bool, device=st.device)
-        width = hi - lo
-        everywhere = torch.ones_like(frozen)
-        for t in range(steps + 1):
-            if exclude:
-                y, feasible = obj.project(y, lo, hi, rows)
-            else:
-                y, feasible = torch.minimum(torch.maximum(y, lo), hi), everywhere
-            g, dg = obj.margin(y, rows, grad=t < steps)
-            better = feasible & (g < best_g) & ~frozen
-            best[better], best_g[better] = y[better], g[better]
-            frozen |= feasible & (g <= -2 * st.prop.margin - obj.slack)
-            if t == steps or bool(frozen.all()) or st.clock.timed_out():
-                break
-            step = (0.25 * (1 - t / steps) + 0.02) * width
-            y = torch.where(frozen[:, None], y, y - step * dg.sign())
-        return best, best_g
+        if exclude:
+            project = lambda v: obj.project(v, lo, hi, rows)  # noqa: E731
+        else:
+            everywhere = torch.ones(y.shape[0], dtype=torch.bool, device=st.device)
+            project = lambda v: (torch.minimum(torch.maximum(v, lo), hi), everywhere)  # noqa: E731
+        return margin_pgd(
+            y,
+            project,
+            lambda v, grad: obj.margin(v, rows, grad=grad),
+            steps,
+            decaying_step(hi - lo, steps),
+            target=-2 * st.prop.margin - obj.slack,
+            freeze=True,
+            stop=st.clock.timed_out,
+        )
