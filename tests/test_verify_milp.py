@@ -580,3 +580,30 @@ def test_find_takes_none_for_no_exclusions_as_find_batch_does():
     for other in (b, c):
         assert a.status == other.status
         assert torch.equal(a.counterexamples, other.counterexamples)
+
+
+@pytest.mark.parametrize("target", ["runner_up", "any"])
+def test_solver_task_reads_the_classes_from_its_spec_rows(target):
+    """One task type for both exact backends: the winner and the rivals Marabou's
+    query needs are the spec rows' +1 and -1, in ``Property.rivals``'s order."""
+    from dalv.verify.task import SolverTask, numpy_weights
+
+    prop = Property(target=target)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5)).double()
+    weights = numpy_weights(net, "a test")
+    c1, c2 = torch.tensor([3, 0]), torch.tensor([1, 4])
+    C = prop.spec(c1, c2, 5, dtype=torch.float64)
+    for b in range(2):
+        task = SolverTask(
+            weights,
+            np.zeros(3),
+            0.1,
+            "float64",
+            C[b].numpy(),
+            np.zeros((0, 3)),
+            1,
+            prop,
+        )
+        assert task.c1 == int(c1[b])
+        assert task.rivals == prop.rivals(int(c1[b]), int(c2[b]), 5)
+        assert len(task.layers) == 2  # merged on construction

@@ -18,6 +18,7 @@ Submodules, in reading order:
 * ``results``  - ``SearchResult`` and ``SearchStats``.
 * ``verifier`` - ``Budget``, ``Schedule`` and the ``Verifier`` interface.
 * ``bab``      - ``LirpaVerifier``: batched branch and bound over input boxes.
+* ``task``     - ``SolverTask``: one input's question to an exact solver (numpy).
 * ``milp_encode`` - the MILP backend's numpy encodings: the paper's query as a big-M
   MILP, one activation region's LP.
 * ``milp_solve`` - the solvers behind them (HiGHS via highspy or SciPy; Gurobi when

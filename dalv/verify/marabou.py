@@ -3,10 +3,10 @@
 Owns: ``MarabouVerifier`` (tasks from the torch side, the process pool, the
 confirmation of Marabou's UNSAT answers, the radius schedule, the results); may import:
 torch, the standard library, ``dalv.models``, ``dalv.verify.{network, property,
-results, verifier, marabou_query, marabou_worker, bab}``, ``maraboupy`` (only to check
-that it is installed).
+results, task, verifier, marabou_query, marabou_worker, bab}``, ``maraboupy`` (only to
+check that it is installed).
 
-Each input becomes a ``MarabouTask`` (numpy arrays only) that a worker solves with the
+Each input becomes a ``SolverTask`` (numpy arrays only) that a worker solves with the
 paper's loop on one box (``dalv.verify.marabou_worker``). ``Budget.work`` caps the
 solver calls per input (the paper allows 1000); ``Budget.seconds`` is one absolute
 deadline for the whole call, shared by every worker, so inputs still queued when it
@@ -47,11 +47,11 @@ from torch import Tensor, nn
 
 from dalv.models import model_dtype
 from dalv.verify.bab import LirpaVerifier
-from dalv.verify.marabou_query import MarabouTask
 from dalv.verify.marabou_worker import MarabouOutcome, solve_task
 from dalv.verify.network import affine_relu_layers
 from dalv.verify.property import Property, recheck, winner_runner_up
 from dalv.verify.results import SearchResult, SearchStats, Status
+from dalv.verify.task import SolverTask, numpy_weights
 from dalv.verify.verifier import Budget, Schedule, Verifier
 
 logger = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class _Workers:
         return None
 
     def run(
-        self, tasks: list[MarabouTask], deadline: float | None
+        self, tasks: list[SolverTask], deadline: float | None
     ) -> list[MarabouOutcome | None]:
         """The outcome of each task (``None``: stopped at the deadline)."""
         if not self.use_processes:
@@ -249,7 +249,7 @@ class _Workers:
         return results
 
 
-def _solve_in_child(conn: Any, task: MarabouTask) -> None:
+def _solve_in_child(conn: Any, task: SolverTask) -> None:
     """A worker process: solve one task and send the outcome back."""
     try:
         conn.send(solve_task(task))
@@ -303,12 +303,7 @@ class _Runs:
     ) -> None:
         self.model, self.xs, self.prop, self.budget = model, xs, prop, budget
         self.excludes, self.deadline, self.t0 = excludes, deadline, t0
-        layers = affine_relu_layers(
-            model, dtype=torch.float64, who="the marabou backend"
-        )
-        self.weights = [
-            (a.weight.cpu().numpy(), a.bias.cpu().numpy(), a.relu) for a in layers
-        ]
+        self.weights = numpy_weights(model, "the marabou backend")
         self.dtype = model_dtype(model)
         with torch.no_grad():
             logits = model(xs.to(self.dtype))
@@ -334,16 +329,15 @@ class _Runs:
         mine = torch.stack(found).to(torch.float64).view(-1, *given.shape[1:])
         return torch.cat([given, mine])
 
-    def task(self, b: int) -> MarabouTask:
+    def task(self, b: int) -> SolverTask:
         """The solver loop of input ``b`` on its current box."""
         row, work = self.rows[b], self.budget.work
-        return MarabouTask(
+        return SolverTask(
             weights=self.weights,
             x=self.xs[b].flatten().to(torch.float64).cpu().numpy(),
             eps=row.eps,
             witness_dtype=self.witness_dtype,
-            c1=int(self.c1[b]),
-            rivals=self.prop.rivals(int(self.c1[b]), int(self.c2[b]), self.n_classes),
+            spec=self.C[b].to(torch.float64).cpu().numpy(),
             exclude=self.excluded(b).flatten(1).to(torch.float64).cpu().numpy(),
             k=row.need(),
             prop=self.prop,

@@ -1,9 +1,8 @@
 """The Marabou input query of one solver call, built directly with ``MarabouCore``.
 
-Owns: ``MarabouTask`` (one input's question, numpy only), ``Box`` (the clipped box in
-numpy, with inward-rounded witness corners), ``build_query`` and the exclusion
-disjunctions; may import: numpy, the standard library, ``dalv.verify.{box, geometry,
-property}``, ``maraboupy`` (inside ``build_query``).
+Owns: ``Box`` (the clipped box in numpy, with inward-rounded witness corners),
+``build_query`` and the exclusion disjunctions; may import: numpy, the standard
+library, ``dalv.verify.{box, geometry, task}``, ``maraboupy`` (inside ``build_query``).
 
 The query (no ONNX round trip):
 
@@ -31,45 +30,9 @@ import numpy as np
 
 from dalv.verify.box import clip_box, round_down, round_up
 from dalv.verify.geometry import cut_box
-from dalv.verify.property import Property
+from dalv.verify.task import SolverTask
 
-__all__ = ["Box", "MarabouTask", "Weights", "build_query"]
-
-Weights = list[tuple[np.ndarray, np.ndarray, bool]]
-
-
-@dataclass(frozen=True)
-class MarabouTask:
-    """Everything one input's solver loop needs (picklable, no torch tensors).
-
-    Attributes:
-        weights: Per affine layer ``(W [n_out, n_in], b [n_out], relu)``, float64.
-        x: The input, flattened, float64.
-        eps: Box radius.
-        witness_dtype: numpy dtype name of the witnesses (the model's dtype).
-        c1: Winner class.
-        rivals: Classes that may beat ``c1`` (``Property.rivals``).
-        exclude: Earlier counterexamples ``[n, d]`` (float64).
-        k: Counterexamples wanted.
-        prop: The property.
-        deadline: ``time.monotonic()`` instant at which the whole call ends (``None``:
-            no limit). The monotonic clock is system-wide on the platforms that fork,
-            so every worker reads the same instant.
-        max_calls: Solver calls allowed (what is left of ``Budget.work``; ``None``:
-            no limit).
-    """
-
-    weights: Weights
-    x: np.ndarray
-    eps: float
-    witness_dtype: str
-    c1: int
-    rivals: list[int]
-    exclude: np.ndarray
-    k: int
-    prop: Property
-    deadline: float | None = None
-    max_calls: int | None = None
+__all__ = ["Box", "build_query"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +51,7 @@ class Box:
 
 
 def _exclusion_cases(
-    task: MarabouTask, box: Box, exclude: np.ndarray, delta: float
+    task: SolverTask, box: Box, exclude: np.ndarray, delta: float
 ) -> tuple[np.ndarray, np.ndarray, list[list[tuple[int, float, int]]]] | None:
     """Tightened input bounds, and the exclusion disjunctions as ``(var, bound, side)``:
     ``geometry.cut_box`` (the MILP's rules, to a fixpoint) in Marabou's terms.
@@ -114,7 +77,7 @@ def _exclusion_cases(
 
 
 def build_query(
-    task: MarabouTask, box: Box, exclude: np.ndarray, margin: float, delta: float
+    task: SolverTask, box: Box, exclude: np.ndarray, margin: float, delta: float
 ) -> Any:
     """Build the Marabou ``InputQuery`` of one call.
 

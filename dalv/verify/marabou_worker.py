@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from dalv.verify.marabou_query import Box, MarabouTask, build_query
+from dalv.verify.marabou_query import Box, build_query
 from dalv.verify.network import forward_weights
 from dalv.verify.property import DELTA_STRICT, LOOSE, MARGIN_STRICT, satisfies
+from dalv.verify.task import SolverTask
 
-__all__ = ["MarabouTask", "MarabouOutcome", "solve_task"]
+__all__ = ["MarabouOutcome", "solve_task"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _solve(ipq: Any, timeout: float | None) -> tuple[str, dict[int, float], int]
     return code, vals, states
 
 
-def _check(task: MarabouTask, box: Box, w: np.ndarray, exclude: np.ndarray) -> bool:
+def _check(task: SolverTask, box: Box, w: np.ndarray, exclude: np.ndarray) -> bool:
     """Float64 re-check of one witness (``property.satisfies``: box, margin, far)."""
     w64 = w.astype(np.float64)
     y = forward_weights(task.weights, w64)
@@ -96,7 +97,7 @@ def _check(task: MarabouTask, box: Box, w: np.ndarray, exclude: np.ndarray) -> b
     return bool(satisfies(w64[None], g, box.lo, box.hi, exclude, task.prop)[0])
 
 
-def solve_task(task: MarabouTask) -> MarabouOutcome:
+def solve_task(task: SolverTask) -> MarabouOutcome:
     """Run the paper's loop for one input and one box: one Marabou call per
     counterexample, until ``task.k`` are found, the solver claims that no more exist
     (``unsat_claim``), or a limit stops it.

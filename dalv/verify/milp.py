@@ -2,7 +2,7 @@
 
 Owns: ``MilpVerifier`` (tasks from the torch side, the optional process pool, the
 results); may import: torch, the standard library, ``dalv.models``, ``dalv.verify.{
-network, property, results, verifier, milp_encode, milp_search, milp_solve}``.
+network, property, results, task, verifier, milp_encode, milp_search, milp_solve}``.
 
 The reference code asks Marabou with ``--milp``: a mixed-integer encoding of the query
 solved by Gurobi, one call per counterexample (protocol §4.4). This backend asks the
@@ -35,17 +35,12 @@ from torch import Tensor, nn
 
 from dalv.models import model_dtype
 from dalv.verify.milp_encode import merge_layers
-from dalv.verify.milp_search import (
-    MilpConfig,
-    MilpOutcome,
-    MilpTask,
-    solve_task,
-    solve_tasks,
-)
+from dalv.verify.milp_search import MilpConfig, MilpOutcome, solve_task, solve_tasks
 from dalv.verify.milp_solve import ENGINES, engine_name
 from dalv.verify.network import affine_relu_layers
 from dalv.verify.property import Property, recheck, winner_runner_up
 from dalv.verify.results import SearchResult, Status
+from dalv.verify.task import SolverTask, numpy_weights
 from dalv.verify.verifier import Budget, Schedule, Verifier
 
 logger = logging.getLogger(__name__)
@@ -197,10 +192,9 @@ def _tasks(
     schedule: Schedule | None,
     deadline: float | None,
     seed: int,
-) -> tuple[list[MilpTask], Tensor, Tensor, Tensor]:
-    """One ``MilpTask`` per input, plus ``c1``, ``c2`` and the spec matrices."""
-    layers = affine_relu_layers(model, dtype=torch.float64, who="the milp backend")
-    weights = [(a.weight.cpu().numpy(), a.bias.cpu().numpy(), a.relu) for a in layers]
+) -> tuple[list[SolverTask], Tensor, Tensor, Tensor]:
+    """One ``SolverTask`` per input, plus ``c1``, ``c2`` and the spec matrices."""
+    weights = numpy_weights(model, "the milp backend")
     merged = merge_layers(weights)
     with torch.no_grad():  # the model's own classes, at x in the model dtype
         logits = model(xs.to(model_dtype(model)))
@@ -211,7 +205,7 @@ def _tasks(
     tasks = []
     for b in range(xs.shape[0]):
         tasks.append(
-            MilpTask(
+            SolverTask(
                 layers=merged,
                 weights=weights,
                 x=xs[b].flatten().to(torch.float64).cpu().numpy(),

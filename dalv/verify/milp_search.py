@@ -1,11 +1,10 @@
 """The MILP backend's loop for one input: one solver call per counterexample.
 
-Owns: ``MilpConfig`` (the backend's knobs, picklable), ``MilpTask`` (one input's
-question), ``Proof`` and ``MilpStats`` (per-input bookkeeping, a ``SearchStats``),
-``MilpOutcome``, ``solve_task`` and ``solve_tasks``; may import: numpy, torch, the
-standard library,
-``dalv.verify.{box, crown, descent, geometry, network, property, results, verifier,
-milp_encode, milp_solve}``.
+Owns: ``MilpConfig`` (the backend's knobs, picklable), ``Proof`` and ``MilpStats``
+(per-input bookkeeping, a ``SearchStats``), ``MilpOutcome``, ``solve_task`` and
+``solve_tasks``; may import: numpy, torch, the standard library, ``dalv.verify.{box,
+crown, descent, geometry, network, property, results, task, verifier, milp_encode,
+milp_solve}``.
 
 Per input, as in the paper (and ``dalv.verify.marabou_worker``): one query per
 counterexample; each witness joins the exclusions of the next query; with a
@@ -72,11 +71,10 @@ from dalv.verify.property import (
     LOOSE,
     MARGIN_STRICT,
     TIGHT,
-    Property,
     satisfies,
 )
 from dalv.verify.results import SearchStats
-from dalv.verify.verifier import Schedule
+from dalv.verify.task import SolverTask
 
 __all__ = [
     "MARGIN_STRICT",
@@ -84,7 +82,6 @@ __all__ = [
     "LOOSE",
     "TIGHT",
     "MilpConfig",
-    "MilpTask",
     "Proof",
     "MilpStats",
     "MilpOutcome",
@@ -129,42 +126,6 @@ class MilpConfig:
     boundary: bool = True
     loose_first: bool = True
     guide: bool = True
-
-
-@dataclass(frozen=True)
-class MilpTask:
-    """One input's question (numpy only; picklable).
-
-    Attributes:
-        layers: The network with runs of Linear layers composed (``merge_layers``).
-        weights: The network as given (per affine layer ``(W, b, relu)``), for the
-            exact re-check.
-        x: The input, flattened, float64.
-        eps: The first radius.
-        witness_dtype: numpy dtype name of the witnesses (the model's dtype).
-        spec: The property's spec rows ``[S, n_classes]`` (float64).
-        exclude: Earlier counterexamples ``[n, d]`` (float64).
-        k: Counterexamples wanted.
-        prop: The property.
-        deadline: ``time.monotonic()`` instant at which the whole call ends.
-        max_calls: Solver calls allowed (``Budget.work``; see ``MilpStats``).
-        schedule: Radius growth after a proof (``None``: none).
-        seed: Seed of the PGD starts and of the solver.
-    """
-
-    layers: Layers
-    weights: list[tuple[np.ndarray, np.ndarray, bool]]
-    x: np.ndarray
-    eps: float
-    witness_dtype: str
-    spec: np.ndarray
-    exclude: np.ndarray
-    k: int
-    prop: Property
-    deadline: float | None = None
-    max_calls: int | None = None
-    schedule: Schedule | None = None
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -304,7 +265,7 @@ class CrownBounds:
 class _Search:
     """One input's loop (see the module docstring); ``run`` returns the outcome."""
 
-    def __init__(self, task: MilpTask, cfg: MilpConfig) -> None:
+    def __init__(self, task: SolverTask, cfg: MilpConfig) -> None:
         self.t, self.cfg = task, cfg
         self.bounds = CrownBounds(task.layers)
         self.lp = LpSession(cfg.engine, task.seed)
@@ -661,14 +622,14 @@ class _Search:
         return MilpOutcome(wit, self.exhausted, self.eps, stats, self.notes)
 
 
-def solve_task(task: MilpTask, cfg: MilpConfig) -> MilpOutcome:
+def solve_task(task: SolverTask, cfg: MilpConfig) -> MilpOutcome:
     """Run the paper's loop for one input (see the module docstring)."""
     search = _Search(task, cfg)
     search.run()
     return search.outcome()
 
 
-def solve_tasks(tasks: list[MilpTask], cfg: MilpConfig) -> list[MilpOutcome]:
+def solve_tasks(tasks: list[SolverTask], cfg: MilpConfig) -> list[MilpOutcome]:
     """Run the loops of several inputs in this process, cheap work first.
 
     Every input runs until it ends or needs its first MILP; then the paused ones go on,
