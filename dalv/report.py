@@ -752,10 +752,14 @@ def timings(table: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index()
 
 
+FIDELITY_CYCLES = (0, 1, 5)
+"""Cycles at which ``fidelity`` reports the difference (besides the last)."""
+
+
 def fidelity(table: pd.DataFrame) -> pd.DataFrame:
     """How far our mean curve is from the paper's, per method: RMS and largest absolute
-    difference over cycles (and at cycle 0), where the paper's curves are comparable
-    (``paper_curves_for``); empty otherwise."""
+    difference over cycles, and the difference at cycles 0, 1, 5 and the last, where
+    the paper's curves are comparable (``paper_curves_for``); empty otherwise."""
     paper = paper_curves_for(table)
     if paper is None:
         return pd.DataFrame()
@@ -769,7 +773,10 @@ def fidelity(table: pd.DataFrame) -> pd.DataFrame:
                 "method": m,
                 "RMS Δ": float(np.sqrt((d**2).mean())),
                 "max |Δ|": float(d.abs().max()),
-                "Δ cycle 0": float(d.loc[0]),
+                **{
+                    f"Δ cycle {c}": float(d.loc[c]) if c in d.index else np.nan
+                    for c in FIDELITY_CYCLES
+                },
                 "Δ last": float(d.iloc[-1]),
             }
         )

@@ -193,8 +193,8 @@ if len(cut):
 # ## Fidelity to the paper's curves
 #
 # Where the runs follow the paper's protocol on its dataset: per method, the RMS and the
-# largest difference between our mean curve and the paper's, and the differences at the
-# first and last cycle. `fidelity.csv`, when the report folder has one, compares hidden
+# largest difference between our mean curve and the paper's, and the differences at
+# cycles 0, 1, 5 and the last. `fidelity.csv`, when the report folder has one, compares hidden
 # widths (`benchmarks/bench_fidelity.py`).
 
 # %%

@@ -234,3 +234,21 @@ def test_summary_reads_dalvs_runs_and_marks_what_has_not_run(tmp_path):
     text = page.read_text()
     assert "not run yet" in text and "Fashion-MNIST" in text and "CIFAR-10" in text
     assert len(list((tmp_path / "summary" / "figures").glob("claim_*_aubc.png"))) >= 4
+
+
+def test_fidelity_gives_the_difference_at_the_checkpoint_cycles():
+    """RMS, max and the Δ at cycles 0, 1, 5 and the last agree with the curves' own
+    differences, recomputed here from the paper's files."""
+    from dalv.paper import paper_table
+
+    t = _curves({"Random": [0.01]}, cycles=20, dataset="fashion_mnist")
+    paper = paper_table("fashion_mnist").groupby(["method", "cycle"])["test_acc"].mean()
+    fid = report.fidelity(t).set_index("method")
+    for m in ("BADGE", "Random"):
+        ours = 0.8 + (0.01 if m == "Random" else 0.0)
+        d = ours - paper.loc[m].to_numpy()
+        assert fid.loc[m, "RMS Δ"] == pytest.approx(np.sqrt(np.mean(d**2)))
+        assert fid.loc[m, "max |Δ|"] == pytest.approx(np.abs(d).max())
+        for c in (0, 1, 5):
+            assert fid.loc[m, f"Δ cycle {c}"] == pytest.approx(d[c])
+        assert fid.loc[m, "Δ last"] == pytest.approx(d[-1])
