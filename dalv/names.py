@@ -119,7 +119,8 @@ PRESETS: dict[str, str] = {
     "paper-mnist": "the paper's protocol on mnist (hidden 30): its figure methods, "
     "FVAAL+FGSM-Adv(10) and the PGD-Adv controls, 11 seeds",
     "paper-fashion-mnist": "the paper's protocol on fashion_mnist (hidden 30): its "
-    "figure methods, FVAAL+FGSM-Adv(10) and the PGD-Adv controls, 5 seeds",
+    "figure methods, FVAAL+FGSM-Adv(10) and the PGD-Adv controls, 5 seeds (12 "
+    "primary/control methods: 30)",
     "paper-cifar10": "the paper's protocol on cifar10 (hidden 128): its figure "
     "methods, FVAAL+FGSM-Adv(10) and the PGD-Adv controls, 5 seeds",
 }

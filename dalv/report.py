@@ -33,6 +33,7 @@ from dalv.stats import (
     MARGIN_SD,
     PILOT_DF,
     PILOT_SD,
+    PILOT_SDS,
     PRIMARY_SIZE,
     holm,
     holm_power,
@@ -492,11 +493,12 @@ def _p(v: float) -> str:
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
-def plan_markdown(n_seeds: int | None = None) -> str:
+def plan_markdown(n_seeds: int | None = None, dataset: str | None = None) -> str:
     """The analysis plan (protocol §10) as a report prints it, with the power of the
-    primary family at ``n_seeds`` seeds."""
-    need = planned_seeds()
-    need_hi = planned_seeds(sd_upper(PILOT_SD["aubc"], PILOT_DF))
+    primary family at ``n_seeds`` seeds (at ``dataset``'s pilot sd, ``PILOT_SDS``)."""
+    sd = PILOT_SDS.get(dataset or "", PILOT_SD)["aubc"]
+    need = planned_seeds(sd)
+    need_hi = planned_seeds(sd_upper(sd, PILOT_DF))
     lines = [
         "**Analysis plan** (fixed before the runs it decides; protocol §10).",
         f"*Primary family*: FV-Adv(10) beats FGSM-Adv(10) for DFAL, BADGE, Random and "
@@ -514,10 +516,16 @@ def plan_markdown(n_seeds: int | None = None) -> str:
         f"{PILOT_SD['final']:.4f} final accuracy over the primary pairs).",
         f"*Seeds*: 80 % power for a 0.005 AUBC effect in the primary family (Holm over "
         f"{PRIMARY_SIZE}, paired t, noncentral t) needs **{need} seeds** at the pilot "
-        f"sd ({need_hi} if the sd is at its 80 % upper confidence limit).",
+        f"sd ({need_hi} if the sd is at its 80 % upper confidence limit)"
+        + (
+            f"; on Fashion-MNIST the pilot is its own first 5 seeds (paired sd "
+            f"{sd:.5f} AUBC, `reports/pilot/paper-fashion-mnist-5-seeds.csv`)."
+            if dataset == "fashion_mnist"
+            else "."
+        ),
     ]
     if n_seeds:
-        pw = holm_power(EFFECT["aubc"], PILOT_SD["aubc"], n_seeds, PRIMARY_SIZE)
+        pw = holm_power(EFFECT["aubc"], sd, n_seeds, PRIMARY_SIZE)
         lines.append(
             f"*This report*: {n_seeds} seed{'s' if n_seeds != 1 else ''}, so the "
             f"primary family has {pw:.0%} power for a 0.005 AUBC effect"

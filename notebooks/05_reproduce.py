@@ -114,7 +114,12 @@ else:  # run the grid the parameters describe
     config = {"preset": PRESET, "methods": grid.method_names}
 
 # %%
-n_m, n_s, n_c = (int(table[c].nunique()) for c in ("method", "seed", "cycle"))
+n_m, n_c = (int(table[c].nunique()) for c in ("method", "cycle"))
+n_by = table.groupby("method")["seed"].nunique()  # the plan may give some methods more
+n_s = int(n_by.max())
+seeds_text = (f"{n_s} seed{'s' * (n_s != 1)}" if n_by.min() == n_s else
+              f"{n_s} seeds for the primary family and its controls, {n_by.min()} for "
+              "the other methods")
 dataset = str(table["dataset"].iloc[0])
 cl = report.claims(table)
 files = ["results.csv", "diversity.csv", "config.json", "report.ipynb", "figures/"]
@@ -129,7 +134,7 @@ for w in report.report_warnings(table):
                  f"<b>Warning.</b> {w}</div>"))
 display(Markdown(
     f"{config.get('description', '')}\n\n"
-    f"{n_m} method{'s' * (n_m != 1)} × {n_s} seed{'s' * (n_s != 1)} × {n_c} cycles "
+    f"{n_m} method{'s' * (n_m != 1)} × {seeds_text} × {n_c} cycles "
     f"on **{dataset}**, "
     f"protocol `{table['protocol'].iloc[0]}`. Files: {links}\n\n"
     "The protocol is described in dalv's `docs/protocol.md` (cited as protocol §N); "
@@ -162,7 +167,7 @@ for path in report.save_figures(table, out / "figures"):
 # per-seed numbers get the same plan (`paper …` columns).
 
 # %%
-display(Markdown(report.plan_markdown(n_s)))
+display(Markdown(report.plan_markdown(n_s, dataset)))
 display(Markdown("**Rule.** " + stats.VERDICT_RULES))
 display(HTML(report.claims_html(cl)))
 
@@ -194,8 +199,8 @@ if len(cut):
 #
 # Where the runs follow the paper's protocol on its dataset: per method, the RMS and the
 # largest difference between our mean curve and the paper's, and the differences at
-# cycles 0, 1, 5 and the last. `fidelity.csv`, when the report folder has one, compares hidden
-# widths (`benchmarks/bench_fidelity.py`).
+# cycles 0, 1, 5 and the last. `fidelity.csv`, when the report folder has one,
+# compares hidden widths (`benchmarks/bench_fidelity.py`).
 
 # %%
 fid = report.fidelity(table)

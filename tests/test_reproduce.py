@@ -192,3 +192,28 @@ def test_verifier_override_reaches_the_fv_methods(tmp_path):
     assert todo[0].method == get("Random")
     default = rp.cells(grid, runs=tmp_path)
     assert default[1].method.augmenter.verifier == MilpVerifier()
+
+
+def test_plan_methods_are_the_primary_family_and_its_controls():
+    """The methods the plan's seed count is for are exactly those of the thesis and
+    control claims; the Fashion-MNIST preset gives them 30 seeds and the rest 5."""
+    from dalv.report import CLAIMS
+    from dalv.reproduce import PLAN_METHODS, cells, preset
+
+    want = {n for c in CLAIMS if c.group in ("thesis", "control") for n in (c.a, c.b)}
+    assert set(PLAN_METHODS) == want
+    p = preset("paper-fashion-mnist")
+    per = {}
+    for c in cells(p, runs="unused"):
+        per.setdefault(c.method.name, []).append(c.seed)
+    assert all(per[m] == list(range(30)) for m in want)
+    assert all(per[m] == [0, 1, 2, 3, 4] for m in set(per) - want)
+    # --seeds still overrides every method
+    assert {len(v) for v in _by_method(cells(p, seeds=[7], runs="unused"))} == {1}
+
+
+def _by_method(todo):
+    out = {}
+    for c in todo:
+        out.setdefault(c.method.name, []).append(c.seed)
+    return out.values()

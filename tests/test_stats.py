@@ -162,6 +162,25 @@ def test_pilot_constants_come_from_the_committed_pilot():
         assert PILOT_DF == len(pairs) * (len(w) - 1)
 
 
+def test_fashion_pilot_comes_from_its_committed_pilot_and_sets_30_seeds():
+    from dalv.metrics import per_seed
+    from dalv.stats import FASHION_PILOT_SD
+
+    path = ROOT / "reports" / "pilot" / "paper-fashion-mnist-5-seeds.csv"
+    if not path.exists():
+        pytest.skip("the Fashion-MNIST pilot is not in this checkout")
+    table = pd.read_csv(path)
+    assert set(table["dataset"]) == {"fashion_mnist"} and table["seed"].nunique() == 5
+    pairs = [
+        (f"{s}+FV-Adv(10)", f"{s}+FGSM-Adv(10)") for s in ("DFAL", "BADGE", "Random")
+    ] + [("FVAAL", "FVAAL+FGSM-Adv(10)")]
+    for metric, sd in FASHION_PILOT_SD.items():
+        w = per_seed(table).pivot(index="seed", columns="method", values=metric)
+        var = [(w[a] - w[b]).var(ddof=1) for a, b in pairs]
+        assert np.sqrt(np.mean(var)) == pytest.approx(sd, abs=5e-5)
+    assert planned_seeds(FASHION_PILOT_SD["aubc"]) == 30
+
+
 def test_tost_holds_its_level_at_the_margin():
     rng = np.random.default_rng(3)
     p = [tost(0.005 + 0.004 * rng.standard_normal(6), 0.005) for _ in range(3000)]
