@@ -204,6 +204,8 @@ def test_degenerate_inputs_are_safe():
 
 
 def test_the_protocol_states_the_plans_numbers():
+    from dalv.stats import FASHION_PILOT_SD
+
     text = (ROOT / "docs" / "protocol.md").read_text()
     plan = text[text.index("## 10. The analysis plan") :]
     for s in (
@@ -214,5 +216,7 @@ def test_the_protocol_states_the_plans_numbers():
         f"**{MARGIN_SD:g} pilot paired sds**",
         f"**MNIST: {planned_seeds()} seeds**",
         f"Holm over {PRIMARY_SIZE}",
+        f"**{FASHION_PILOT_SD['aubc']:.5f}** AUBC",
+        f"**{planned_seeds(FASHION_PILOT_SD['aubc'])} seeds** of the primary pairs",
     ):
         assert s in plan, s
