@@ -203,17 +203,17 @@ def test_plan_methods_are_the_primary_family_and_its_controls():
     want = {n for c in CLAIMS if c.group in ("thesis", "control") for n in (c.a, c.b)}
     assert set(PLAN_METHODS) == want
     p = preset("paper-fashion-mnist")
-    per = {}
-    for c in cells(p, runs="unused"):
-        per.setdefault(c.method.name, []).append(c.seed)
+    per = _by_method(cells(p, runs="unused"))
     assert all(per[m] == list(range(30)) for m in want)
     assert all(per[m] == [0, 1, 2, 3, 4] for m in set(per) - want)
     # --seeds still overrides every method
-    assert {len(v) for v in _by_method(cells(p, seeds=[7], runs="unused"))} == {1}
+    assert {
+        len(v) for v in _by_method(cells(p, seeds=[7], runs="unused")).values()
+    } == {1}
 
 
-def _by_method(todo):
-    out = {}
+def _by_method(todo) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
     for c in todo:
         out.setdefault(c.method.name, []).append(c.seed)
-    return out.values()
+    return out
