@@ -29,6 +29,7 @@ from dalv.verify import (
     MarabouVerifier,
     MilpVerifier,
     Property,
+    Query,
     bounds,
     recheck,
     winner_runner_up,
@@ -171,15 +172,8 @@ def test_face_cut_keeps_the_face_in_the_outer_child_and_opens_the_inner_one():
     from dalv.verify.bab import BranchAndBound
     from dalv.verify.bab.pool import OPEN_HI, OPEN_LO
 
-    search = BranchAndBound(
-        LirpaVerifier(relu_split=False),
-        gap_net(),
-        X[None].double(),
-        torch.tensor([EPS], dtype=torch.float64),
-        [1],
-        [BALL],
-        ANY,
-    )
+    query = Query(gap_net(), X[None].double(), EPS, 1, [BALL], ANY)
+    search = BranchAndBound(LirpaVerifier(relu_split=False), query)
     br = search.brancher
     lo = torch.tensor([[0.484375, 0.49609375]])  # x1 inside the ball: cut x0
     hi = torch.tensor([[0.5, 0.50390625]])

@@ -19,6 +19,7 @@ from dalv.verify import (
     LirpaVerifier,
     MarabouVerifier,
     Property,
+    Query,
     bounds,
     certified_radius,
     crown_bounds,
@@ -102,7 +103,7 @@ def test_crown_and_relu_splits_are_sound_on_linear_chains(where):
     eps = torch.tensor([0.3], dtype=torch.float64)
     config = LirpaVerifier(relu_split=True, beta_steps=50)
     bab = BranchAndBound(
-        config, net, x.double(), eps, [1], [x[:0]], Property(target="any")
+        config, Query(net, x.double(), eps, 1, [x[:0]], Property(target="any"))
     )
     h = bab.pool.phase.shape[1]
     margins = (bab.state.C[0].double() @ out.T).min(0).values
@@ -154,9 +155,9 @@ def test_an_unconfirmed_marabou_unsat_is_unknown(monkeypatch):
     from dalv.verify.results import SearchResult
 
     class Undecided:
-        def find_batch(self, model, xs, *args, **kwargs):
-            empty = xs.new_zeros(0, *xs.shape[1:])
-            return [SearchResult("unknown", empty) for _ in range(len(xs))]
+        def search(self, query):
+            empty = query.xs.new_zeros(0, *query.input_shape)
+            return [SearchResult("unknown", empty) for _ in range(len(query))]
 
     monkeypatch.setattr(mb, "LirpaVerifier", Undecided)
     torch.manual_seed(2)
@@ -336,9 +337,9 @@ def test_the_box_is_built_around_the_exact_input():
     seen = {}
     real = BranchAndBound.__init__
 
-    def spy(self, config, model, xs, *args, **kwargs):
-        seen["xs"] = xs
-        real(self, config, model, xs, *args, **kwargs)
+    def spy(self, config, query):
+        seen["xs"] = query.xs
+        real(self, config, query)
         seen["lo"] = self.state.boxes.lo64
 
     BranchAndBound.__init__ = spy
@@ -442,11 +443,12 @@ def test_no_work_limit_means_no_limit():
 
     net, x = small_net(), torch.rand(1, 3)
     eps = torch.tensor([0.4], dtype=torch.float64)
-    bab = BranchAndBound(LirpaVerifier(), net, x, eps, [1], [x[:0]])
+    bab = BranchAndBound(LirpaVerifier(), Query(net, x, eps, 1, [x[:0]]))
     bab.state.progress.bounded[0] = 10**7
     bab._enforce_budgets()
     assert not bool(bab.state.progress.done[0])
-    bab = BranchAndBound(LirpaVerifier(), net, x, eps, [1], [x[:0]], budget=Budget(5))
+    query = Query(net, x, eps, 1, [x[:0]], budget=Budget(5))
+    bab = BranchAndBound(LirpaVerifier(), query)
     bab.state.progress.bounded[0] = 5
     bab._enforce_budgets()
     assert bool(bab.state.progress.done[0]) and bool(bab.state.progress.cut_short[0])

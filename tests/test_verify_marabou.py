@@ -16,6 +16,7 @@ from dalv.verify import (  # noqa: E402
     LirpaVerifier,
     MarabouVerifier,
     Property,
+    Query,
     Schedule,
     recheck,
     winner_runner_up,
@@ -189,5 +190,5 @@ def test_process_pool_matches_in_process():
 def _task(net, xs, eps, excl, prop=None):
     xs = xs.double()
     prop = prop or Property()
-    runs = mb._Runs(net, xs, eps, [1], excl, prop, Budget(), None, time.monotonic())
+    runs = mb._Runs(Query(net, xs, eps, 1, excl, prop), None, time.monotonic())
     return runs.task(0)

@@ -12,6 +12,7 @@ from dalv.verify import (
     LirpaVerifier,
     MarabouVerifier,
     Property,
+    Query,
     Schedule,
     recheck,
     winner_runner_up,
@@ -174,7 +175,8 @@ def test_beta_bound_with_relu_phases_is_sound():
     x = torch.rand(1, 6)
     eps = torch.tensor([0.3], dtype=torch.float64)
     config = LirpaVerifier(relu_split=True, beta_steps=50)
-    bab = BranchAndBound(config, net, x, eps, [1], [x[:0]], Property(target="any"))
+    query = Query(net, x, eps, 1, [x[:0]], Property(target="any"))
+    bab = BranchAndBound(config, query)
     boxes = bab.state.boxes
     gen = torch.Generator().manual_seed(1)
     width = boxes.hi_in - boxes.lo_in

@@ -16,7 +16,10 @@ Submodules, in reading order:
 * ``crown``    - pure-torch interval and CROWN bounds.
 * ``lirpa``    - auto_LiRPA bounds (IBP / CROWN / alpha-CROWN), ``certified_radius``.
 * ``results``  - ``SearchResult`` and ``SearchStats``.
-* ``verifier`` - ``Budget``, ``Schedule`` and the ``Verifier`` interface.
+* ``budget``   - ``Budget`` (work; seconds as a safety net), ``Schedule`` (box growth).
+* ``query``    - ``Query``: the question of one search, checked once, read by every
+  backend.
+* ``verifier`` - the ``Verifier`` interface (``find``, ``find_batch``, ``search``).
 * ``bab``      - ``LirpaVerifier``: batched branch and bound over input boxes.
 * ``task``     - ``SolverTask``: one input's question to an exact solver (numpy).
 * ``milp_encode`` - the MILP backend's numpy encodings: the paper's query as a big-M
@@ -41,6 +44,7 @@ Example:
 
 from dalv.verify.bab import LirpaVerifier
 from dalv.verify.box import input_box
+from dalv.verify.budget import Budget, Schedule
 from dalv.verify.compat import import_auto_lirpa
 from dalv.verify.crown import crown_bounds, interval_bounds
 from dalv.verify.lirpa import bounds, certified_radius, margin_lower_bounds
@@ -53,8 +57,9 @@ from dalv.verify.property import (
     spec_matrix,
     winner_runner_up,
 )
+from dalv.verify.query import Query
 from dalv.verify.results import SearchResult, SearchStats
-from dalv.verify.verifier import Budget, Schedule, Verifier
+from dalv.verify.verifier import Verifier
 
 VERIFIERS: dict[str, type[Verifier]] = {
     "milp": MilpVerifier,
@@ -78,6 +83,7 @@ __all__ = [
     "SearchResult",
     "SearchStats",
     "Budget",
+    "Query",
     "Property",
     "Schedule",
     "Verifier",

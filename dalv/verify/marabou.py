@@ -2,9 +2,9 @@
 
 Owns: ``MarabouVerifier`` (tasks from the torch side, the process pool, the
 confirmation of Marabou's UNSAT answers, the radius schedule, the results); may import:
-torch, the standard library, ``dalv.models``, ``dalv.verify.{network, property,
-results, task, verifier, marabou_query, marabou_worker, bab}``, ``maraboupy`` (only to
-check that it is installed).
+torch, the standard library, ``dalv.models``, ``dalv.verify.{budget, network,
+property, query, results, task, verifier, marabou_query, marabou_worker, bab}``,
+``maraboupy`` (only to check that it is installed).
 
 Each input becomes a ``SolverTask`` (numpy arrays only) that a worker solves with the
 paper's loop on one box (``dalv.verify.marabou_worker``). ``Budget.work`` caps the
@@ -47,12 +47,14 @@ from torch import Tensor, nn
 
 from dalv.models import model_dtype
 from dalv.verify.bab import LirpaVerifier
+from dalv.verify.budget import Budget
 from dalv.verify.marabou_worker import MarabouOutcome, solve_task
 from dalv.verify.network import affine_relu_layers
-from dalv.verify.property import Property, recheck, winner_runner_up
+from dalv.verify.property import recheck
+from dalv.verify.query import Query
 from dalv.verify.results import SearchResult, SearchStats, Status
-from dalv.verify.task import SolverTask, numpy_weights
-from dalv.verify.verifier import Budget, Schedule, Verifier
+from dalv.verify.task import SolverTask, SolverTasks
+from dalv.verify.verifier import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +94,16 @@ class MarabouVerifier(Verifier):
     def _check_network(self, model: nn.Module) -> None:
         affine_relu_layers(model, who="the marabou backend")
 
-    def _search(self, model, xs, eps, k, excludes, prop, budget, schedule, seed):
+    def _search(self, query: Query) -> list[SearchResult]:
         t0 = time.monotonic()
-        deadline = None if budget.seconds is None else t0 + budget.seconds
+        seconds = query.budget.seconds
+        deadline = None if seconds is None else t0 + seconds
         try:
             import maraboupy  # noqa: F401, PLC0415 - optional dependency
         except ImportError as err:
             hint = "the marabou backend needs maraboupy: pip install maraboupy"
             raise ImportError(hint) from err
-        runs = _Runs(model, xs, eps, k, excludes, prop, budget, deadline, t0)
+        runs = _Runs(query, deadline, t0)
         cap = (os.cpu_count() or 1) if self.workers is None else self.workers
         n_workers = max(1, min(cap, len(runs.rows)))
         with _Workers(n_workers, killable=deadline is not None) as workers:
@@ -110,16 +113,10 @@ class MarabouVerifier(Verifier):
                 outcomes = workers.run(tasks, deadline)
                 answered = zip(pending, outcomes, strict=True)
                 claims = [b for b, out in answered if runs.absorb(b, out)]
-                pending = self._confirm(runs, claims, schedule, seed)
+                pending = self._confirm(runs, claims)
         return runs.results()
 
-    def _confirm(
-        self,
-        runs: _Runs,
-        claims: list[int],
-        schedule: Schedule | None,
-        seed: int,
-    ) -> list[int]:
+    def _confirm(self, runs: _Runs, claims: list[int]) -> list[int]:
         """Check the solver's unsat claims independently; return the inputs whose
         solver loop goes on (a grown box, or a refuted claim with witnesses wanted)."""
         if not claims:
@@ -130,17 +127,19 @@ class MarabouVerifier(Verifier):
                 runs.rows[b].stop(timed_out=True, note="no time left to confirm UNSAT")
             return []
         rows = [runs.rows[b] for b in claims]
-        checker = LirpaVerifier()
-        answers = checker.find_batch(
-            runs.model,
-            runs.xs[claims],
+        q = runs.query
+        confirm = Query(
+            q.model,
+            q.xs[claims],
             torch.tensor([r.eps for r in rows], dtype=torch.float64),
             1,
             [runs.excluded(b) for b in claims],
-            runs.prop,
+            q.prop,
             Budget(work=self.confirm_work, seconds=remaining),
-            seed=seed,
+            seed=q.seed,
         )
+        answers = LirpaVerifier().search(confirm)
+        schedule = q.schedule
         again = []
         for b, row, ans in zip(claims, rows, answers, strict=True):
             if ans.status == "unsat":
@@ -289,29 +288,16 @@ class _Row:
 class _Runs:
     """The inputs of one ``find_batch``: their tasks, witnesses and results."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        xs: Tensor,
-        eps: Tensor,
-        k: list[int],
-        excludes: list[Tensor],
-        prop: Property,
-        budget: Budget,
-        deadline: float | None,
-        t0: float,
-    ) -> None:
-        self.model, self.xs, self.prop, self.budget = model, xs, prop, budget
-        self.excludes, self.deadline, self.t0 = excludes, deadline, t0
-        self.weights = numpy_weights(model, "the marabou backend")
-        self.dtype = model_dtype(model)
-        with torch.no_grad():
-            logits = model(xs.to(self.dtype))
-        self.n_classes = logits.shape[-1]
-        self.c1, self.c2 = winner_runner_up(logits)
-        self.C = prop.spec(self.c1, self.c2, self.n_classes)
-        self.witness_dtype = str(torch.empty(0, dtype=self.dtype).numpy().dtype)
-        self.rows = [_Row(float(e), int(n)) for e, n in zip(eps, k, strict=True)]
+    def __init__(self, query: Query, deadline: float | None, t0: float) -> None:
+        self.query, self.deadline, self.t0 = query, deadline, t0
+        self.model, self.xs, self.prop = query.model, query.xs, query.prop
+        self.budget, self.excludes = query.budget, query.excludes
+        self.tasks = SolverTasks(query, "the marabou backend", deadline)
+        self.dtype = model_dtype(query.model)
+        self.C = query.spec()
+        self.c1, self.c2 = query.c1, query.c2
+        pairs = zip(query.eps.tolist(), query.k, strict=True)
+        self.rows = [_Row(float(e), int(n)) for e, n in pairs]
 
     def time_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -330,19 +316,16 @@ class _Runs:
         return torch.cat([given, mine])
 
     def task(self, b: int) -> SolverTask:
-        """The solver loop of input ``b`` on its current box."""
-        row, work = self.rows[b], self.budget.work
-        return SolverTask(
-            weights=self.weights,
-            x=self.xs[b].flatten().to(torch.float64).cpu().numpy(),
+        """The solver loop of input ``b`` on its current box (this backend grows the
+        box itself, after confirming a proof)."""
+        row = self.rows[b]
+        return self.tasks.task(
+            b,
             eps=row.eps,
-            witness_dtype=self.witness_dtype,
-            spec=self.C[b].to(torch.float64).cpu().numpy(),
-            exclude=self.excluded(b).flatten(1).to(torch.float64).cpu().numpy(),
+            exclude=self.excluded(b),
             k=row.need(),
-            prop=self.prop,
-            deadline=self.deadline,
-            max_calls=None if work is None else work - row.calls,
+            calls_used=row.calls,
+            grow=False,
         )
 
     def add(self, b: int, cand: Tensor) -> int:

@@ -2,7 +2,7 @@
 
 Owns: ``MilpVerifier`` (tasks from the torch side, the optional process pool, the
 results); may import: torch, the standard library, ``dalv.models``, ``dalv.verify.{
-network, property, results, task, verifier, milp_encode, milp_search, milp_solve}``.
+network, property, query, results, task, verifier, milp_search, milp_solve}``.
 
 The reference code asks Marabou with ``--milp``: a mixed-integer encoding of the query
 solved by Gurobi, one call per counterexample (protocol §4.4). This backend asks the
@@ -31,17 +31,17 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from dalv.models import model_dtype
-from dalv.verify.milp_encode import merge_layers
 from dalv.verify.milp_search import MilpConfig, MilpOutcome, solve_task, solve_tasks
 from dalv.verify.milp_solve import ENGINES, engine_name
 from dalv.verify.network import affine_relu_layers
-from dalv.verify.property import Property, recheck, winner_runner_up
+from dalv.verify.property import recheck
+from dalv.verify.query import Query
 from dalv.verify.results import SearchResult, Status
-from dalv.verify.task import SolverTask, numpy_weights
-from dalv.verify.verifier import Budget, Schedule, Verifier
+from dalv.verify.task import SolverTasks
+from dalv.verify.verifier import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +122,12 @@ class MilpVerifier(Verifier):
             self.guide,
         )
 
-    def _search(self, model, xs, eps, k, excludes, prop, budget, schedule, seed):
+    def _search(self, query: Query) -> list[SearchResult]:
         deadline = None
-        if budget.seconds is not None:
-            deadline = time.monotonic() + budget.seconds
+        if query.budget.seconds is not None:
+            deadline = time.monotonic() + query.budget.seconds
         cfg = self.config()
-        tasks, c1, c2, C = _tasks(
-            model, xs, eps, k, excludes, prop, budget, schedule, deadline, seed
-        )
+        tasks = SolverTasks(query, "the milp backend", deadline).all()
         cap = (os.cpu_count() or 1) if self.workers is None else self.workers
         n_workers = max(1, min(cap, len(tasks)))
         if n_workers == 1:
@@ -141,33 +139,24 @@ class MilpVerifier(Verifier):
                 max_workers=n_workers, mp_context=ctx, initializer=_one_thread
             ) as pool:
                 outcomes = list(pool.map(solve_task, tasks, [cfg] * len(tasks)))
-        return [
-            _result(model, xs[b], out, C[b], excludes[b], prop, int(c1[b]), int(c2[b]))
-            for b, out in enumerate(outcomes)
-        ]
+        C = query.spec()
+        return [_result(query, b, out, C[b]) for b, out in enumerate(outcomes)]
 
 
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _result(
-    model: nn.Module,
-    x: Tensor,
-    out: MilpOutcome,
-    C: Tensor,
-    exclude: Tensor,
-    prop: Property,
-    c1: int,
-    c2: int,
-) -> SearchResult:
-    """The torch side's last re-check of one input's witnesses, and its result."""
+def _result(query: Query, b: int, out: MilpOutcome, C: torch.Tensor) -> SearchResult:
+    """The torch side's last re-check of input ``b``'s witnesses (``C``: its spec
+    rows), and its result."""
     for note in out.notes:
         logger.info("milp: %s", note)
-    dtype = model_dtype(model)
+    x = query.xs[b]
+    dtype = model_dtype(query.model)
     cand = torch.from_numpy(out.witnesses).to(device=x.device, dtype=dtype)
     cand = cand.view(-1, *x.shape)
-    ok = recheck(model, x, out.eps, C, cand, exclude, prop)
+    ok = recheck(query.model, x, out.eps, C, cand, query.excludes[b], query.prop)
     dropped = int((~ok).sum())
     cex = cand[ok]
     exhausted = out.exhausted and dropped == 0
@@ -178,47 +167,5 @@ def _result(
     stats = dataclasses.replace(
         out.stats, rejected=out.stats.rejected + dropped, example_eps=kept
     )
+    c1, c2 = int(query.c1[b]), int(query.c2[b])
     return SearchResult(status, cex, stats, exhausted, c1, c2, out.eps)
-
-
-def _tasks(
-    model: nn.Module,
-    xs: Tensor,
-    eps: Tensor,
-    k: list[int],
-    excludes: list[Tensor],
-    prop: Property,
-    budget: Budget,
-    schedule: Schedule | None,
-    deadline: float | None,
-    seed: int,
-) -> tuple[list[SolverTask], Tensor, Tensor, Tensor]:
-    """One ``SolverTask`` per input, plus ``c1``, ``c2`` and the spec matrices."""
-    weights = numpy_weights(model, "the milp backend")
-    merged = merge_layers(weights)
-    with torch.no_grad():  # the model's own classes, at x in the model dtype
-        logits = model(xs.to(model_dtype(model)))
-    n_classes = logits.shape[-1]
-    c1, c2 = winner_runner_up(logits)
-    C = prop.spec(c1, c2, n_classes, dtype=torch.float64)
-    dtype = str(torch.empty(0, dtype=model_dtype(model)).numpy().dtype)
-    tasks = []
-    for b in range(xs.shape[0]):
-        tasks.append(
-            SolverTask(
-                layers=merged,
-                weights=weights,
-                x=xs[b].flatten().to(torch.float64).cpu().numpy(),
-                eps=float(eps[b]),
-                witness_dtype=dtype,
-                spec=C[b].cpu().numpy(),
-                exclude=excludes[b].flatten(1).to(torch.float64).cpu().numpy(),
-                k=int(k[b]),
-                prop=prop,
-                deadline=deadline,
-                max_calls=budget.work,
-                schedule=schedule,
-                seed=int(seed) % 2**31,  # per input: a batch changes nothing
-            )
-        )
-    return tasks, c1, c2, C

@@ -1,7 +1,7 @@
 """The ``lirpa`` backend: its knobs and its entry point.
 
-Owns: ``LirpaVerifier``; may import: the standard library, ``dalv.verify.verifier``,
-``dalv.verify.bab.driver``.
+Owns: ``LirpaVerifier``; may import: the standard library, ``dalv.verify.{query,
+results, verifier}``, ``dalv.verify.bab.driver``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from dalv.verify.bab.driver import BranchAndBound
+from dalv.verify.query import Query
+from dalv.verify.results import SearchResult
 from dalv.verify.verifier import Verifier, WitnessSource
 
 __all__ = ["LirpaVerifier"]
@@ -56,8 +58,5 @@ class LirpaVerifier(Verifier):
     batch_domains: int = 1024
     max_live_floats: int = 2**25
 
-    def _search(self, model, xs, eps, k, excludes, prop, budget, schedule, seed):
-        search = BranchAndBound(
-            self, model, xs, eps, k, excludes, prop, budget, schedule, seed
-        )
-        return search.run()
+    def _search(self, query: Query) -> list[SearchResult]:
+        return BranchAndBound(self, query).run()

@@ -1,7 +1,7 @@
 """The rounds of the branch and bound: select, bound, falsify, accept, split, repeat.
 
 Owns: ``BranchAndBound`` (rounds, budgets, radius growth, results); may import: torch,
-the standard library, ``dalv.verify.{network, property, results, verifier}``,
+the standard library, ``dalv.verify.{network, query, results}``,
 ``dalv.verify.bab.*``.
 
 The search keeps a pool of subdomains, starting with each input's whole box, and
@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from dalv.verify.bab.accept import Acceptor
 from dalv.verify.bab.bounding import Bounder
@@ -49,9 +49,8 @@ from dalv.verify.bab.falsify import Falsifier, Objective
 from dalv.verify.bab.pool import Pool, select
 from dalv.verify.bab.state import Clock, SearchState
 from dalv.verify.network import affine_relu_layers, check_model, fold_leading_affine
-from dalv.verify.property import PAPER_PROPERTY, Property
+from dalv.verify.query import Query
 from dalv.verify.results import SearchResult, SearchStats, Status
-from dalv.verify.verifier import NO_LIMIT, Budget, Schedule
 
 if TYPE_CHECKING:
     from dalv.verify.bab.backend import LirpaVerifier
@@ -64,35 +63,17 @@ class BranchAndBound:
 
     Args:
         config: The backend's knobs (a ``LirpaVerifier``).
-        model: The network (Flatten/Linear/ReLU/Conv2d ``nn.Sequential``).
-        xs: The exact inputs on the model's device, ``[B, *input_shape]`` (float64, or
-            any dtype that holds them exactly; the boxes are built around them).
-        eps: Radii ``[B]`` (float64).
-        k: Counterexamples wanted per input.
-        excludes: Earlier counterexamples per input, ``[n_b, *input_shape]`` each.
-        prop: The property.
-        budget: ``work``: subdomains bounded per input (over all its radii; ``None``:
-            no limit); ``seconds``: the whole search.
-        schedule: If given, an input whose box is proved to hold no (further)
-            counterexample restarts on the box of radius ``eps + step``, as long as
-            it stays ``<= max_eps`` (the paper's FV-Adv schedule).
-        seed: Seed of the random PGD starts.
+        query: The question (``dalv.verify.query.Query``): exact inputs on the model's
+            device, radii, ``k`` and exclusions per input, property, budget
+            (``work``: subdomains bounded per input, over all its radii; ``seconds``:
+            the whole search), schedule (an input whose box is proved to hold no
+            further counterexample restarts on the box of radius ``eps + step``, as
+            long as it stays ``<= max_eps``) and the seed of the random PGD starts.
     """
 
-    def __init__(
-        self,
-        config: LirpaVerifier,
-        model: nn.Module,
-        xs: Tensor,
-        eps: Tensor,
-        k: list[int],
-        excludes: list[Tensor],
-        prop: Property = PAPER_PROPERTY,
-        budget: Budget = NO_LIMIT,
-        schedule: Schedule | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.config, self.schedule = config, schedule
+    def __init__(self, config: LirpaVerifier, query: Query) -> None:
+        model, budget, seed = query.model, query.budget, query.seed
+        self.config, self.schedule = config, query.schedule
         self.max_work = budget.work
         clock = Clock(budget.seconds)
         layers = None
@@ -102,9 +83,7 @@ class BranchAndBound:
             # with Conv2d: auto_LiRPA bounds, input splitting only.
             layers = affine_relu_layers(model, dtype=torch.float64, who="lirpa")
             layers = fold_leading_affine(layers)
-        self.state = st = SearchState.build(
-            model, xs.to(torch.float64), eps, [int(v) for v in k], excludes, prop, clock
-        )
+        self.state = st = SearchState.build(query, clock)
         h = 0
         if layers is not None and len(layers) > 1:
             h = layers[0].weight.shape[0]

@@ -4,7 +4,7 @@ Owns: ``Clock`` (the wall-clock safety net), ``Boxes`` (each input's radius and 
 ``Exclusions`` (the points each input's witnesses keep away from), ``Progress`` (found
 witnesses, finished inputs, counters) and ``SearchState``, which bundles them with the
 network's specification; may import: torch, the standard library, ``dalv.models``,
-``dalv.verify.{box, property}``.
+``dalv.verify.{box, property, query}``.
 
 The parts of the search (bounding, branching, falsification, acceptance, the driver)
 are separate objects; they read and update the per-input facts kept here, so that each
@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from dalv.models import model_dtype
 from dalv.verify.box import input_box, round_down, round_up
-from dalv.verify.property import Property, winner_runner_up
+from dalv.verify.property import Property
+from dalv.verify.query import Query
 
 __all__ = ["Clock", "Boxes", "Exclusions", "Progress", "SearchState"]
 
@@ -208,37 +209,25 @@ class SearchState:
         return self.x_flat.dtype
 
     @classmethod
-    def build(
-        cls,
-        model: nn.Module,
-        xs: Tensor,
-        eps: Tensor,
-        k: list[int],
-        excludes: list[Tensor],
-        prop: Property,
-        clock: Clock,
-    ) -> SearchState:
-        """The state at the start of a search (arguments as ``BranchAndBound``'s)."""
-        shape = tuple(xs.shape[1:])
+    def build(cls, query: Query, clock: Clock) -> SearchState:
+        """The state at the start of a search of ``query``."""
+        xs = query.xs
+        shape = query.input_shape
         d = int(math.prod(shape))
-        dtype = model_dtype(model)
-        x_model = xs.to(dtype)
-        with torch.no_grad():
-            logits = model(x_model)
-        c1, c2 = winner_runner_up(logits)
-        C = prop.spec(c1, c2, logits.shape[-1], dtype)
+        dtype = model_dtype(query.model)
+        C = query.spec(dtype)
         return cls(
-            model=model,
-            prop=prop,
+            model=query.model,
+            prop=query.prop,
             shape=shape,
             d=d,
-            c1=c1,
-            c2=c2,
+            c1=query.c1,
+            c2=query.c2,
             C=C,
             C64=C.to(torch.float64),
-            x_flat=x_model.flatten(1),
-            boxes=Boxes(xs, eps, dtype),
-            excl=Exclusions(excludes, d, dtype, xs.device),
-            progress=Progress(list(k), xs.device, clock),
+            x_flat=xs.to(dtype).flatten(1),
+            boxes=Boxes(xs, query.eps, dtype),
+            excl=Exclusions(list(query.excludes), d, dtype, xs.device),
+            progress=Progress(list(query.k), xs.device, clock),
             clock=clock,
         )
