@@ -76,6 +76,10 @@ class MilpVerifier(Verifier):
         guide: that first MILP minimises the margin and stops at its first feasible
             point (far fewer nodes to prove a box empty); only its "infeasible" is
             used, so witnesses are unchanged.
+        lp_branch: with ``guide`` and HiGHS, that MILP is first decided by a branch
+            and bound on its LP relaxation (no cuts; ``milp_solve.branch_lps``)
+            within this many LPs (0: never); only at that limit does HiGHS's MILP
+            run. Work, not time: a seed still fixes the answer.
         workers: processes (1: in process, the default, for experiment grids that
             already run one process per core; ``None``: ``min(B, cpu count)``).
             Workers are forked and use one torch thread.
@@ -93,6 +97,7 @@ class MilpVerifier(Verifier):
     boundary: bool = True
     loose_first: bool = True
     guide: bool = True
+    lp_branch: int = 1000
     workers: int | None = 1
 
     def __post_init__(self) -> None:
@@ -102,6 +107,8 @@ class MilpVerifier(Verifier):
             raise ValueError(f"node_limit must be >= 1 or None, got {self.node_limit}")
         if self.pgd_starts < 0 or self.pgd_steps < 0:
             raise ValueError("pgd_starts and pgd_steps must be >= 0")
+        if isinstance(self.lp_branch, bool) or self.lp_branch < 0:
+            raise ValueError(f"lp_branch must be >= 0, got {self.lp_branch!r}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1 or None, got {self.workers}")
 
@@ -120,6 +127,7 @@ class MilpVerifier(Verifier):
             self.boundary,
             self.loose_first,
             self.guide,
+            self.lp_branch,
         )
 
     def _search(self, query: Query) -> list[SearchResult]:

@@ -134,6 +134,9 @@ class MilpProblem:
         margin_cols, margin_coef: The margin's linear part ``s . f(x') - const`` as
             columns and coefficients (one rival only; empty otherwise): an objective
             that guides the branch and bound (``solve_milp(..., guide=True)``).
+        relu_cols: Per unstable ReLU, the columns of its phase binary, its output
+            ``a`` and its pre-activation ``z`` (``[n, 3]``): ``branch_lps`` branches
+            on the ReLU whose relaxation gap ``a - max(z, 0)`` is largest.
     """
 
     A: sparse.csr_matrix
@@ -146,6 +149,7 @@ class MilpProblem:
     n_binary: int
     margin_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     margin_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    relu_cols: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
 
 
 class _Rows:
@@ -241,6 +245,7 @@ def encode_milp(
         return idx
 
     rows = _Rows()
+    relus: list[np.ndarray] = []
     prev = np.arange(d)  # variable index of each input of the current layer
     prev_live = np.ones(d, bool)  # inputs that are not fixed at zero
     n_bin = 0
@@ -259,6 +264,7 @@ def encode_milp(
             k = iu.size
             z = new_vars(lo_z[iu], hi_z[iu])
             q = new_vars(np.zeros(k), np.ones(k), binary=True)
+            relus.append(np.stack([q, a[iu], z], 1))
             n_bin += k
             r = np.arange(k)
             # z - W prev = b
@@ -353,6 +359,7 @@ def encode_milp(
         n_bin,
         margin_cols,
         margin_coef,
+        np.concatenate(relus) if relus else np.zeros((0, 3), np.int64),
     )
 
 

@@ -64,7 +64,7 @@ from dalv.verify.milp_encode import (
     inflate,
     margin_and_grad,
 )
-from dalv.verify.milp_solve import Answer, LpSession, solve_milp
+from dalv.verify.milp_solve import Answer, LpSession, branch_lps, solve_milp
 from dalv.verify.network import AffineLayer, forward_weights
 from dalv.verify.property import (
     DELTA_STRICT,
@@ -115,6 +115,10 @@ class MilpConfig:
         loose_first: Once the region LPs fail, ask the looser query's MILP first: its
             "infeasible" proves the box empty with one MILP instead of two.
         guide: That first MILP minimises the margin (``solve_milp``'s ``guide``).
+        lp_branch: With ``guide`` and HiGHS, that first MILP is decided first by
+            ``branch_lps`` within this many LPs (0: never): its "infeasible" is the
+            proof, its "feasible" skips the guided MILP (whose point would be set
+            aside anyway); at its LP limit the guided MILP runs as before.
     """
 
     engine: str = "highs"
@@ -126,6 +130,7 @@ class MilpConfig:
     boundary: bool = True
     loose_first: bool = True
     guide: bool = True
+    lp_branch: int = 1000
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,7 @@ class MilpStats(SearchStats):
             "budget", "limit" (a MILP's node limit), "time", "band" (the solver finds
             points only within the tolerances around the requested margin or distance:
             neither a witness nor a proof), "rejected" or "error".
+        branch_lps: LPs solved by ``branch_lps`` (before a guided MILP).
     """
 
     lp_calls: int = 0
@@ -172,6 +178,7 @@ class MilpStats(SearchStats):
     example_eps: tuple[float, ...] = ()
     lp_iterations: int = 0
     stop: StopReason = ""
+    branch_lps: int = 0
 
     @property
     def bound_proofs(self) -> int:
@@ -274,7 +281,10 @@ class _Search:
         self.last = self.exclude[-1] if self.exclude.shape[0] else None
         self.found: list[np.ndarray] = []
         self.notes: list[str] = []
-        self.n = dict(calls=0, lp=0, milp=0, lp_ex=0, milp_ex=0, nodes=0, its=0, rej=0)
+        self.n = dict(
+            calls=0, lp=0, milp=0, lp_ex=0, milp_ex=0, nodes=0, its=0, rej=0,
+            branch_lps=0,
+        )
         self.proofs: list[Proof] = []
         self.example_eps: list[float] = []
         self.stop = ""
@@ -535,7 +545,16 @@ class _Search:
         problem = encode_milp(self.t.layers, pre_l, self.t.spec, spec_l, m_l, cut_l)
         if problem is None:
             return None
-        return self._solve(problem, guide=self.cfg.guide)
+        cfg = self.cfg
+        if cfg.guide and cfg.lp_branch > 0 and cfg.engine == "highs":
+            ans = branch_lps(
+                problem, cfg.lp_branch, time_limit=self._remaining(), seed=self.t.seed
+            )
+            self.n["branch_lps"] += ans.nodes
+            self.n["its"] += ans.iterations
+            if ans.status != "limit":
+                return ans  # "infeasible": the proof; "feasible": set aside (guide)
+        return self._solve(problem, guide=cfg.guide)
 
     def _take(self, ans: Answer, box) -> tuple[str, np.ndarray | str]:
         """A MILP's answer other than "infeasible": its witness if it passes the exact
@@ -618,6 +637,7 @@ class _Search:
             example_eps=tuple(self.example_eps),
             lp_iterations=n["its"],
             stop=self.stop,
+            branch_lps=n["branch_lps"],
         )
         return MilpOutcome(wit, self.exhausted, self.eps, stats, self.notes)
 

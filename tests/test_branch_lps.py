@@ -1,0 +1,112 @@
+"""``branch_lps``: the LP branch and bound that decides the guided MILP first.
+
+Its "infeasible" becomes a proof, so it must agree with HiGHS's MILP on every problem
+the search asks; checked here on the problems of many random networks (1-3 hidden
+layers, with exclusions, both separations and both targets), collected from searches
+that run with ``lp_branch=0`` and no region LPs (so that feasible queries reach the
+MILP too), every MILP they ask, guided or not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("highspy")
+
+import dalv.verify.milp_search as ms  # noqa: E402
+from dalv.verify import Budget, MilpVerifier, Property, Schedule  # noqa: E402
+from dalv.verify.milp_solve import branch_lps, solve_milp  # noqa: E402
+
+
+def random_net(gen: torch.Generator, d: int, depth: int, width: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    n_in = d
+    for _ in range(depth):
+        layers += [nn.Linear(n_in, width), nn.ReLU()]
+        n_in = width
+    layers.append(nn.Linear(n_in, 3))
+    net = nn.Sequential(*layers)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.8)
+    return net
+
+
+def guided_problems(monkeypatch, n_nets: int = 24):
+    """The MILPs the search asks (guided loose-first ones and the others), with
+    HiGHS's decided answers."""
+    asked = []
+    real = ms.solve_milp
+
+    def spy(problem, engine, **kw):
+        ans = real(problem, engine, **kw)
+        if ans.status in ("feasible", "infeasible"):
+            asked.append((problem, ans))
+        return ans
+
+    monkeypatch.setattr(ms, "solve_milp", spy)
+    gen = torch.Generator().manual_seed(11)
+    for i in range(n_nets):
+        d = int(torch.randint(2, 9, (1,), generator=gen))
+        depth = 1 + i % 3
+        net = random_net(gen, d, depth, 6 + 2 * (i % 4))
+        x = torch.rand(2, d, generator=gen, dtype=torch.float64)
+        prop = Property(
+            target=("runner_up", "any")[i % 2],
+            separation=("every_coord", "any_coord")[(i // 2) % 2],
+            delta=0.02,
+        )
+        MilpVerifier(lp_branch=0, warm=False, pgd_starts=0).find_batch(
+            net, x, 0.05, 4, None, prop, Budget(work=40), schedule=Schedule(0.1, 0.5)
+        )
+    return asked
+
+
+def test_branch_lps_agrees_with_the_milp(monkeypatch):
+    asked = guided_problems(monkeypatch)
+    statuses = [ans.status for _, ans in asked]
+    # the sweep must hold both kinds, or it checks nothing
+    assert statuses.count("infeasible") >= 5 and statuses.count("feasible") >= 5
+    for problem, ans in asked:
+        got = branch_lps(problem, 100_000, time_limit=None)
+        assert got.status == ans.status, (got, ans)
+
+
+def test_branch_lps_without_binaries_is_the_lp():
+    """A problem with no binaries is one LP: its own answer."""
+    from scipy import sparse  # noqa: PLC0415
+
+    from dalv.verify.milp_encode import MilpProblem  # noqa: PLC0415
+
+    A = sparse.csr_matrix(np.array([[1.0, 1.0]]))
+
+    def problem(rhs: float) -> MilpProblem:
+        return MilpProblem(
+            A,
+            np.array([-np.inf]),
+            np.array([rhs]),
+            np.zeros(2),
+            np.ones(2),
+            np.zeros(2, bool),
+            2,
+            0,
+        )
+
+    assert branch_lps(problem(-0.5), 10, time_limit=None).status == "infeasible"
+    assert branch_lps(problem(0.5), 10, time_limit=None).status == "feasible"
+    assert solve_milp(
+        problem(-0.5), "highs", node_limit=None, time_limit=None
+    ).status == ("infeasible")
+
+
+def test_branch_lps_stops_at_its_lp_limit(monkeypatch):
+    """At the limit it says "limit" (never a proof), and the guided MILP then runs."""
+    asked = guided_problems(monkeypatch, n_nets=12)
+    hard = [p for p, ans in asked if ans.status == "infeasible" and p.n_binary >= 3]
+    assert hard
+    assert branch_lps(hard[0], 1, time_limit=None).status in ("limit", "infeasible")
+    limited = [branch_lps(p, 1, time_limit=None).status for p in hard]
+    assert "limit" in limited
