@@ -45,7 +45,7 @@ def worker(rows_file: str, variant: str) -> None:
     import torch  # noqa: PLC0415
 
     import dalv  # noqa: PLC0415
-    from dalv.verify import Budget  # noqa: PLC0415
+    from dalv.verify import Budget, Schedule  # noqa: PLC0415
     from dalv.verify.milp import MilpVerifier  # noqa: PLC0415
 
     torch.set_num_threads(1)
@@ -67,7 +67,7 @@ def worker(rows_file: str, variant: str) -> None:
             [q["seeds"][i]],
             q["prop"],
             Budget(work=q["work"]),
-            schedule=q["schedule"],
+            schedule=Schedule(*q["schedule"]),
             seed=q["seed"],
         )[0]
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -132,7 +132,8 @@ def build_rows(preset: str, method: str, n_rows: int, seed: int, data_root, path
         "idx": sel.idx[keep],
         "prop": aug.prop,
         "work": aug.budget.work,
-        "schedule": aug.schedule,
+        # plain numbers: the trees may keep Schedule in different modules
+        "schedule": (aug.schedule.step, aug.schedule.max_eps),
         "seed": search_seed,
     }
     torch.save(q, path)
