@@ -25,7 +25,11 @@ counterexample; each witness joins the exclusions of the next query; with a
    consecutive LPs of one input usually share them and the solver starts from the
    last vertex (a warm start; the next witness is the last one pushed out of its new
    exclusion slabs, as far as the LP needs).
-3. **The MILP** (``encode_milp``), when no candidate's LP is feasible.
+3. **The MILP** (``encode_milp``), when no candidate's LP is feasible: the looser
+   query's first (``loose_first``; its "infeasible" proves the box empty), decided
+   first by ``milp_solve.branch_lps`` (a branch and bound on the LP relaxation, within
+   ``lp_branch`` LPs) and by HiGHS's MILP only at that limit; then the stricter
+   query's, whose point is the witness.
 
 ``solve_tasks`` runs the cheap steps of every input before any MILP, so that under
 ``Budget.seconds`` no input waits for another's MILPs; without a time limit each
