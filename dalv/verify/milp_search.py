@@ -285,10 +285,8 @@ class _Search:
         self.last = self.exclude[-1] if self.exclude.shape[0] else None
         self.found: list[np.ndarray] = []
         self.notes: list[str] = []
-        self.n = dict(
-            calls=0, lp=0, milp=0, lp_ex=0, milp_ex=0, nodes=0, its=0, rej=0,
-            branch_lps=0,
-        )
+        counters = "calls lp milp lp_ex milp_ex nodes its rej branch_lps"
+        self.n = dict.fromkeys(counters.split(), 0)
         self.proofs: list[Proof] = []
         self.example_eps: list[float] = []
         self.stop = ""
