@@ -110,3 +110,17 @@ def test_branch_lps_stops_at_its_lp_limit(monkeypatch):
     assert branch_lps(hard[0], 1, time_limit=None).status in ("limit", "infeasible")
     limited = [branch_lps(p, 1, time_limit=None).status for p in hard]
     assert "limit" in limited
+
+
+def test_branch_lps_time_limit_covers_all_its_lps(monkeypatch):
+    """The seconds net is one allowance for the whole branch and bound, not per LP."""
+    import dalv.verify.milp_solve as mso  # noqa: PLC0415
+
+    asked = guided_problems(monkeypatch, n_nets=12)
+    hard = max(
+        (p for p, a in asked if a.status == "infeasible"), key=lambda p: p.n_binary
+    )
+    clock = iter(range(10**6))
+    monkeypatch.setattr(mso.time, "monotonic", lambda: float(next(clock)))
+    got = branch_lps(hard, 10**6, time_limit=3.0)  # each clock read advances 1 s
+    assert got.status == "limit" and got.nodes <= 3

@@ -23,6 +23,7 @@ Engines:
 from __future__ import annotations
 
 import importlib.util
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -346,9 +347,15 @@ def branch_lps(
         coef = np.abs(p.margin_coef).tolist()
         w = dict(zip(p.margin_cols.tolist(), coef, strict=True))
         score = np.array([w.get(int(a), 1.0) for a in relu[:, 1]])
+    end = None if time_limit is None else time.monotonic() + time_limit
     while stack:
         if lps >= max_lps:
             return Answer("limit", None, lps, its, "lp branching: LP limit")
+        if end is not None:  # the safety net covers all the LPs together
+            left = end - time.monotonic()
+            if left <= 0:
+                return Answer("limit", None, lps, its, "lp branching: time limit")
+            _highs_time(h, left)
         lo, hi = stack.pop()
         h.changeColsBounds(bins.size, bins, lo, hi)
         h.run()
