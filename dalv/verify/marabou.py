@@ -290,12 +290,9 @@ class _Runs:
 
     def __init__(self, query: Query, deadline: float | None, t0: float) -> None:
         self.query, self.deadline, self.t0 = query, deadline, t0
-        self.model, self.xs, self.prop = query.model, query.xs, query.prop
-        self.budget, self.excludes = query.budget, query.excludes
         self.tasks = SolverTasks(query, "the marabou backend", deadline)
         self.dtype = model_dtype(query.model)
-        self.C = query.spec()
-        self.c1, self.c2 = query.c1, query.c2
+        self.C = query.spec()  # once: each re-check reads its input's rows
         pairs = zip(query.eps.tolist(), query.k, strict=True)
         self.rows = [_Row(float(e), int(n)) for e, n in pairs]
 
@@ -303,13 +300,13 @@ class _Runs:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
     def budget_left(self, b: int) -> bool:
-        work = self.budget.work
+        work = self.query.budget.work
         return work is None or self.rows[b].calls < work
 
     def excluded(self, b: int) -> Tensor:
         """The given excluded points of input ``b`` and its witnesses so far."""
         found = self.rows[b].found
-        given = self.excludes[b].to(torch.float64)  # exactly as given
+        given = self.query.excludes[b].to(torch.float64)  # exactly as given
         if not found:
             return given
         mine = torch.stack(found).to(torch.float64).view(-1, *given.shape[1:])
@@ -331,11 +328,10 @@ class _Runs:
     def add(self, b: int, cand: Tensor) -> int:
         """Re-check candidates of input ``b`` (torch, float64); keep those that pass."""
         row = self.rows[b]
-        cand = cand.to(device=self.xs.device, dtype=self.dtype)
-        cand = cand.view(-1, *self.xs.shape[1:])
-        C = self.C[b]
+        q = self.query
+        cand = cand.to(device=q.xs.device, dtype=self.dtype).view(-1, *q.input_shape)
         ok = recheck(
-            self.model, self.xs[b], row.eps, C, cand, self.excluded(b), self.prop
+            q.model, q.xs[b], row.eps, self.C[b], cand, self.excluded(b), q.prop
         )
         row.found.extend(c.clone() for c in cand[ok][: max(row.need(), 0)])
         dropped = int((~ok).sum())
@@ -361,15 +357,15 @@ class _Runs:
         return False
 
     def results(self) -> list[SearchResult]:
-        out = []
+        q, out = self.query, []
         for b, row in enumerate(self.rows):
             for note in row.notes:
                 logger.info("marabou, input %d: %s", b, note)
             if row.found:
-                cex = torch.stack(row.found).view(-1, *self.xs.shape[1:])
+                cex = torch.stack(row.found).view(-1, *q.input_shape)
             else:
                 cex = torch.empty(
-                    0, *self.xs.shape[1:], dtype=self.dtype, device=self.xs.device
+                    0, *q.input_shape, dtype=self.dtype, device=q.xs.device
                 )
             exhausted = row.exhausted and row.done
             status: Status = (
@@ -379,6 +375,6 @@ class _Runs:
             stats = SearchStats(
                 row.calls, row.states, seconds, row.rejected, row.timed_out
             )
-            cls = (int(self.c1[b]), int(self.c2[b]))
+            cls = (int(q.c1[b]), int(q.c2[b]))
             out.append(SearchResult(status, cex, stats, exhausted, *cls, row.eps))
         return out
