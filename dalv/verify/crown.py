@@ -343,6 +343,7 @@ def crown_linear_lower(
     hi: Tensor,
     C: Tensor,
     first_split: Tensor | None = None,
+    pre: list[tuple[Tensor, Tensor]] | None = None,
 ) -> LinearBound:
     """CROWN lower bound of ``C f(x')`` over boxes, with its linear form.
 
@@ -355,6 +356,8 @@ def crown_linear_lower(
             ``_intermediate_bounds``). The bound then holds on the part of each box
             where those phases hold (the caller adds the Lagrangian terms that make
             use of the phase constraints, as beta-CROWN does).
+        pre: ``_intermediate_bounds(layers, lo, hi, first_split)`` when the caller
+            has them already (they are not computed again).
 
     Returns:
         A ``LinearBound``.
@@ -368,7 +371,8 @@ def crown_linear_lower(
     const = C @ layers[-1].bias
     if len(layers) == 1:
         return LinearBound(concretize_lower(lam, const, lo, hi), lam, const)
-    pre = _intermediate_bounds(layers, lo, hi, first_split)
+    if pre is None:
+        pre = _intermediate_bounds(layers, lo, hi, first_split)
     record: list[Tensor] = []
     A, c = _backsubstitute(lam, const, len(layers) - 2, layers, pre, record)
     lower = concretize_lower(A, c, lo, hi)

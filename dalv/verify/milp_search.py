@@ -258,7 +258,7 @@ class CrownBounds:
         lo_t, hi_t = torch.from_numpy(lo)[None], torch.from_numpy(hi)[None]
         slack = self._slack(lo, hi)
         with torch.no_grad():
-            pre = []
+            pre, raw = [], None
             if len(self.layers) > 1:
                 raw = _intermediate_bounds(self.layers, lo_t, hi_t)
                 for (a, b), r in zip(raw, slack, strict=False):
@@ -266,7 +266,8 @@ class CrownBounds:
                     pre.append((low - r, up + r))
             S = torch.from_numpy(spec)
             C = torch.cat([S, -S])[None]
-            low = crown_linear_lower(self.layers, lo_t, hi_t, C).lower[0].numpy()
+            bound = crown_linear_lower(self.layers, lo_t, hi_t, C, pre=raw)
+            low = bound.lower[0].numpy()
         s = spec.shape[0]
         r = np.abs(spec) @ slack[-1]
         lower, upper = inflate(low[:s], -low[s:])
