@@ -35,19 +35,26 @@ def random_net(gen: torch.Generator, d: int, depth: int, width: int) -> nn.Seque
     return net
 
 
-def guided_problems(monkeypatch, n_nets: int = 24):
-    """The MILPs the search asks (guided loose-first ones and the others), with
-    HiGHS's decided answers."""
-    asked = []
+@pytest.fixture(scope="module")
+def asked():
+    """The MILPs the search asks on 24 random networks (guided loose-first ones and
+    the others), with HiGHS's decided answers; collected once for this file."""
+    out = []
     real = ms.solve_milp
 
     def spy(problem, engine, **kw):
         ans = real(problem, engine, **kw)
         if ans.status in ("feasible", "infeasible"):
-            asked.append((problem, ans))
+            out.append((problem, ans))
         return ans
 
-    monkeypatch.setattr(ms, "solve_milp", spy)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ms, "solve_milp", spy)
+        _search_random_nets(24)
+    return out
+
+
+def _search_random_nets(n_nets: int) -> None:
     gen = torch.Generator().manual_seed(11)
     for i in range(n_nets):
         d = int(torch.randint(2, 9, (1,), generator=gen))
@@ -62,11 +69,9 @@ def guided_problems(monkeypatch, n_nets: int = 24):
         MilpVerifier(lp_branch=0, warm=False, pgd_starts=0).find_batch(
             net, x, 0.05, 4, None, prop, Budget(work=40), schedule=Schedule(0.1, 0.5)
         )
-    return asked
 
 
-def test_branch_lps_agrees_with_the_milp(monkeypatch):
-    asked = guided_problems(monkeypatch)
+def test_branch_lps_agrees_with_the_milp(asked):
     statuses = [ans.status for _, ans in asked]
     # the sweep must hold both kinds, or it checks nothing
     assert statuses.count("infeasible") >= 5 and statuses.count("feasible") >= 5
@@ -97,14 +102,14 @@ def test_branch_lps_without_binaries_is_the_lp():
 
     assert branch_lps(problem(-0.5), 10, time_limit=None).status == "infeasible"
     assert branch_lps(problem(0.5), 10, time_limit=None).status == "feasible"
-    assert solve_milp(
-        problem(-0.5), "highs", node_limit=None, time_limit=None
-    ).status == ("infeasible")
+    assert (
+        solve_milp(problem(-0.5), "highs", node_limit=None, time_limit=None).status
+        == "infeasible"
+    )
 
 
-def test_branch_lps_stops_at_its_lp_limit(monkeypatch):
+def test_branch_lps_stops_at_its_lp_limit(asked):
     """At the limit it says "limit" (never a proof), and the guided MILP then runs."""
-    asked = guided_problems(monkeypatch, n_nets=12)
     hard = [p for p, ans in asked if ans.status == "infeasible" and p.n_binary >= 3]
     assert hard
     assert branch_lps(hard[0], 1, time_limit=None).status in ("limit", "infeasible")
@@ -112,11 +117,10 @@ def test_branch_lps_stops_at_its_lp_limit(monkeypatch):
     assert "limit" in limited
 
 
-def test_branch_lps_time_limit_covers_all_its_lps(monkeypatch):
+def test_branch_lps_time_limit_covers_all_its_lps(asked, monkeypatch):
     """The seconds net is one allowance for the whole branch and bound, not per LP."""
     import dalv.verify.milp_solve as mso  # noqa: PLC0415
 
-    asked = guided_problems(monkeypatch, n_nets=12)
     hard = max(
         (p for p, a in asked if a.status == "infeasible"), key=lambda p: p.n_binary
     )
