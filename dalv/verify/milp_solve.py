@@ -48,7 +48,7 @@ class Answer:
     Attributes:
         status: "feasible", "infeasible", "limit" or "error".
         x: The inputs of the solution (``[d]`` float64) when feasible.
-        nodes: Branch-and-bound nodes (MILP).
+        nodes: Branch-and-bound nodes (MILP; for ``branch_lps``, the LPs it solved).
         iterations: Simplex iterations.
         note: The solver's own status, for the log.
     """
