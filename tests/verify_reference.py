@@ -18,8 +18,8 @@ How:
    by one, layer by layer (a neuron's pre-activation is affine in ``x`` once the
    earlier phases are fixed). A phase the box rules out by interval arithmetic is not
    branched on; otherwise each side is kept when a known point of the region lies on it
-   or when ``scipy.optimize.linprog`` (HiGHS) finds the region with that side
-   non-empty. Each leaf is a polytope on which the network is affine.
+   or when HiGHS (through highspy, else ``scipy.optimize.linprog``) finds the region
+   with that side non-empty. Each leaf is a polytope on which the network is affine.
 3. **LPs.** On each polytope, one LP per rival minimises the (affine) margin. The
    minimum over all polytopes and boxes is the exact minimum of the margin over the
    feasible set. Every LP solution is clipped into its box and evaluated by this
@@ -232,6 +232,8 @@ class Counter:
 def _lp(cost, G, h, lo, hi, counter: Counter):
     """min cost . x on ``G x <= h``, ``lo <= x <= hi``; ``None`` if infeasible."""
     counter.lps += 1
+    if _HIGHS is not None:
+        return _highs_lp(np.asarray(cost, float), np.asarray(G, float), h, lo, hi)
     res = linprog(
         cost,
         A_ub=G if len(G) else None,
@@ -245,6 +247,52 @@ def _lp(cost, G, h, lo, hi, counter: Counter):
     if res.status != 0:
         raise RuntimeError(f"linprog failed: {res.message}")
     return np.clip(res.x, lo, hi), float(res.fun)
+
+
+def _make_highs():
+    """One reusable HiGHS instance (highspy), or ``None`` without highspy: the same
+    solver as ``linprog(method="highs")``, without its per-call set-up (the sweeps
+    solve tens of thousands of tiny LPs)."""
+    try:
+        import highspy  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - SciPy's HiGHS then
+        return None
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    for k, v in _LP_OPTIONS.items():
+        h.setOptionValue(k, v)
+    return h
+
+
+_HIGHS = _make_highs()
+
+
+def _highs_lp(cost, G, h, lo, hi):
+    import highspy  # noqa: PLC0415
+
+    solver = _HIGHS
+    solver.clearModel()
+    lp = highspy.HighsLp()
+    m, d = (G.shape[0], cost.size) if G.size else (0, cost.size)
+    lp.num_col_, lp.num_row_ = d, m
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lo, hi
+    lp.row_lower_ = np.full(m, -highspy.kHighsInf)
+    lp.row_upper_ = np.asarray(h, float)
+    a = lp.a_matrix_
+    a.format_ = highspy.MatrixFormat.kRowwise
+    a.start_ = np.arange(0, m * d + 1, d, dtype=np.int32)
+    a.index_ = np.tile(np.arange(d, dtype=np.int32), m)
+    a.value_ = G.reshape(-1) if m else np.zeros(0)
+    lp.a_matrix_ = a
+    solver.passModel(lp)
+    solver.run()
+    status = solver.getModelStatus()
+    if status == highspy.HighsModelStatus.kInfeasible:
+        return None
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise RuntimeError(f"HiGHS failed: {solver.modelStatusToString(status)}")
+    x = np.array(solver.getSolution().col_value, dtype=float)
+    return np.clip(x, lo, hi), float(cost @ x)
 
 
 def regions(
