@@ -25,7 +25,7 @@ from dalv.config import ExperimentConfig, ModelConfig, to_dict
 from dalv.loop import write_csv, write_json
 from dalv.methods import Method, get
 from dalv.paper import FIGURE_METHODS as PAPER_FIGURES
-from dalv.verify import Verifier
+from dalv.verify import Verifier, cores
 
 __all__ = [
     "Preset",
@@ -312,6 +312,7 @@ def run_cells(
     log_dir: Path | None = None,
     progress: bool = True,
     slurm: dict[str, object] | None = None,
+    lend: bool = True,
 ) -> None:
     """Run cells not yet finished: in a local process pool, or as a Slurm job array.
 
@@ -324,6 +325,9 @@ def run_cells(
         progress: a tqdm bar over cells (local).
         slurm: extra submitit parameters, e.g. ``{"partition": "gpu", "account": "lab",
             "gpus_per_node": 1, "timeout_min": 600}`` (see ``slurm_parameters``).
+        lend: (local, ``jobs > 1``) once fewer cells are left than processes, lend
+            the idle cores to the running cells' exact solvers (``dalv.verify.cores``;
+            it changes how fast they run, not what they compute).
     """
     if executor not in EXECUTORS:
         raise ValueError(
@@ -352,15 +356,40 @@ def run_cells(
         threads = max(1, (os.cpu_count() or 1) // jobs)
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        ctx = mp.get_context("spawn")
+        idle = _IdleCores(ctx.Semaphore(0), jobs, len(todo))
+        init, args = (cores.lend, (idle.spare,)) if lend else (None, ())
+        with ProcessPoolExecutor(
+            idle.processes, mp_context=ctx, initializer=init, initargs=args
+        ) as pool:
             futs = {
                 pool.submit(run_cell, replace(c, threads=c.threads or threads)): c
                 for c in todo
             }
             for f in as_completed(futs):
                 f.result()
+                idle.cell_done()
                 bar.update()
     bar.close()
+
+
+class _IdleCores:
+    """The grid's count of idle cores, kept as tokens in ``spare`` (a semaphore its
+    processes share; ``dalv.verify.cores`` borrows them for the solvers of the cells
+    still running): the cores no process needs at the start (``jobs`` beyond the
+    number of cells), then one more each time a cell ends with no cell left to take
+    its process."""
+
+    def __init__(self, spare, jobs: int, cells: int) -> None:
+        self.spare, self.left = spare, cells
+        self.processes = max(1, min(jobs, cells))
+        for _ in range(jobs - self.processes):
+            spare.release()
+
+    def cell_done(self) -> None:
+        self.left -= 1
+        if self.left < self.processes:
+            self.spare.release()
 
 
 _GENERIC_SUBMITIT = (

@@ -29,6 +29,8 @@ Submodules, in reading order:
 * ``milp_search`` - one input's loop: cheap proofs, region LPs, then the MILP.
 * ``milp``     - ``MilpVerifier``: the paper's MILP mode, the default backend (tasks
   from the torch side, an optional process pool).
+* ``cores``    - idle cores a grid lends to its running cells' MILP searches (speed
+  only: no answer depends on them).
 * ``marabou``  - ``MarabouVerifier``: the complete solver, in a process pool
   (``marabou_worker``: the loop a worker runs; ``marabou_query``: one call's query).
 

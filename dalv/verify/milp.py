@@ -2,7 +2,7 @@
 
 Owns: ``MilpVerifier`` (tasks from the torch side, the optional process pool, the
 results); may import: torch, the standard library, ``dalv.models``, ``dalv.verify.{
-network, property, query, results, task, verifier, milp_search, milp_solve}``.
+cores, network, property, query, results, task, verifier, milp_search, milp_solve}``.
 
 The reference code asks Marabou with ``--milp``: a mixed-integer encoding of the query
 solved by Gurobi, one call per counterexample (protocol §4.4). This backend asks the
@@ -34,13 +34,14 @@ import torch
 from torch import nn
 
 from dalv.models import model_dtype
+from dalv.verify import cores
 from dalv.verify.milp_search import MilpConfig, MilpOutcome, solve_task, solve_tasks
 from dalv.verify.milp_solve import ENGINES, engine_name
 from dalv.verify.network import affine_relu_layers
 from dalv.verify.property import recheck
 from dalv.verify.query import Query
 from dalv.verify.results import SearchResult, Status
-from dalv.verify.task import SolverTasks
+from dalv.verify.task import SolverTask, SolverTasks
 from dalv.verify.verifier import Verifier
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,10 @@ class MilpVerifier(Verifier):
             within this many LPs (0: never); only at that limit does HiGHS's MILP
             run. Work, not time: a seed still fixes the answer.
         workers: processes (1: in process, the default, for experiment grids that
-            already run one process per core; ``None``: ``min(B, cpu count)``).
-            Workers are forked and use one torch thread.
+            already run one process per core, plus any idle cores such a grid lends
+            near its end, ``dalv.verify.cores``; ``None``: ``min(B, cpu count)``).
+            Workers are forked and use one torch thread; their number never changes
+            an answer.
     """
 
     name: ClassVar[str] = "milp"
@@ -138,17 +141,26 @@ class MilpVerifier(Verifier):
         tasks = SolverTasks(query, "the milp backend", deadline).all()
         cap = (os.cpu_count() or 1) if self.workers is None else self.workers
         n_workers = max(1, min(cap, len(tasks)))
-        if n_workers == 1:
-            outcomes = solve_tasks(tasks, cfg)
-        else:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            with cf.ProcessPoolExecutor(
-                max_workers=n_workers, mp_context=ctx, initializer=_one_thread
-            ) as pool:
-                outcomes = list(pool.map(solve_task, tasks, [cfg] * len(tasks)))
+        lent = n_workers == 1 and self.workers == 1
+        with cores.borrowed(len(tasks) - 1 if lent else 0) as extra:
+            outcomes = _solve(tasks, cfg, n_workers + extra)
         C = query.spec()
         return [_result(query, b, out, C[b]) for b, out in enumerate(outcomes)]
+
+
+def _solve(
+    tasks: list[SolverTask], cfg: MilpConfig, n_workers: int
+) -> list[MilpOutcome]:
+    """Each task's outcome: in this process, or in ``n_workers`` forked processes
+    (the same answers without a time limit: each input's search runs alone)."""
+    if n_workers == 1:
+        return solve_tasks(tasks, cfg)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with cf.ProcessPoolExecutor(
+        max_workers=n_workers, mp_context=ctx, initializer=_one_thread
+    ) as pool:
+        return list(pool.map(solve_task, tasks, [cfg] * len(tasks)))
 
 
 def _one_thread() -> None:
