@@ -92,15 +92,16 @@ class MilpVerifier(Verifier):
     complete: ClassVar[bool] = True
     supports_conv: ClassVar[bool] = False
     solver: str = "auto"
-    node_limit: int | None = 500
-    warm: bool = True
-    pgd_starts: int = 4
-    pgd_steps: int = 20
-    bound_proofs: bool = True
-    boundary: bool = True
-    loose_first: bool = True
-    guide: bool = True
-    lp_branch: int = 1000
+    # the search's knobs: their defaults are MilpConfig's (one home)
+    node_limit: int | None = MilpConfig.node_limit
+    warm: bool = MilpConfig.warm
+    pgd_starts: int = MilpConfig.pgd_starts
+    pgd_steps: int = MilpConfig.pgd_steps
+    bound_proofs: bool = MilpConfig.bound_proofs
+    boundary: bool = MilpConfig.boundary
+    loose_first: bool = MilpConfig.loose_first
+    guide: bool = MilpConfig.guide
+    lp_branch: int = MilpConfig.lp_branch
     workers: int | None = 1
 
     def __post_init__(self) -> None:
@@ -119,19 +120,14 @@ class MilpVerifier(Verifier):
         affine_relu_layers(model, who="the milp backend")
 
     def config(self) -> MilpConfig:
-        """The knobs a worker needs (the solver resolved)."""
-        return MilpConfig(
-            engine_name(self.solver),
-            self.node_limit,
-            self.warm,
-            self.pgd_starts,
-            self.pgd_steps,
-            self.bound_proofs,
-            self.boundary,
-            self.loose_first,
-            self.guide,
-            self.lp_branch,
-        )
+        """The knobs a worker needs (the solver resolved): every ``MilpConfig`` field
+        but ``engine`` is this verifier's field of the same name."""
+        knobs = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(MilpConfig)
+            if f.name != "engine"
+        }
+        return MilpConfig(engine_name(self.solver), **knobs)
 
     def _search(self, query: Query) -> list[SearchResult]:
         deadline = None
