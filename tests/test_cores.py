@@ -1,6 +1,6 @@
 """Idle cores a grid lends to its running cells' solvers (``dalv.verify.cores``): the
 tokens are taken without waiting and given back, a grid counts its idle cores right,
-and lent cores change no answer of the MILP backend."""
+and lent cores change no answer of the MILP and Marabou backends."""
 
 import multiprocessing as mp
 
@@ -109,3 +109,33 @@ def test_lent_cores_change_no_answer(lent, trained_mlp, digits, monkeypatch):
     # a verifier asked for its own number of processes does not borrow
     MilpVerifier(workers=2).find_batch(*args, **kw)
     assert used[-1] == 2
+
+
+def test_marabou_in_a_grid_borrows_instead_of_taking_every_core(lent, monkeypatch):
+    """``MarabouVerifier()`` (workers=None) takes min(rows, cpu count) processes on its
+    own, but in a grid only one plus the lent cores; the answers are those of one
+    process."""
+    pytest.importorskip("maraboupy")
+    from torch import nn
+
+    from dalv.verify import MarabouVerifier
+    from dalv.verify import marabou as marabou_mod
+
+    used = []
+    solve = marabou_mod.MarabouVerifier._solve
+    monkeypatch.setattr(
+        marabou_mod.MarabouVerifier,
+        "_solve",
+        lambda self, runs, n, d: used.append(n) or solve(self, runs, n, d),
+    )
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
+    xs = torch.rand(3, 2, generator=torch.Generator().manual_seed(1)).double()
+    one = MarabouVerifier(workers=1).find_batch(net, xs, 0.3, 2, budget=Budget(20))
+    lent(1)
+    grid = MarabouVerifier().find_batch(net, xs, 0.3, 2, budget=Budget(20))
+    assert used == [1, 2]
+    for a, b in zip(one, grid, strict=True):
+        assert a.status == b.status
+        assert torch.equal(a.counterexamples, b.counterexamples)
+    assert any(r.status == "sat" for r in one)

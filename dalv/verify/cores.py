@@ -1,19 +1,21 @@
 """Idle cores a grid lends to the solvers of the cells still running.
 
-Owns: ``lend`` (a grid's pool initializer calls it), ``borrowed`` (a solver's batch
-asks it for spare cores); may import: the standard library.
+Owns: ``lend`` (a grid's pool initializer calls it), ``lending`` and ``borrowed`` (a
+solver's batch asks it for spare cores); may import: the standard library.
 
 A local grid runs one cell per process, ``jobs`` at a time. Near its end fewer cells
 are left than processes, and the cores of the finished ones sit idle while the last
 cells search for counterexamples. The grid (``dalv.reproduce.run_cells``) keeps one
 token per idle core in a semaphore that its worker processes share; a batch of
-exact-solver searches (``MilpVerifier`` with ``workers=1``) takes what tokens it can
+exact-solver searches (``MilpVerifier`` with ``workers=1``, ``MarabouVerifier`` with
+``workers=None``, which outside a grid takes every core) takes what tokens it can
 without waiting, runs that many extra solver processes, and gives them back when the
 batch ends.
 
 Lent cores change how fast a cell runs, never what it computes: each input's search
-runs alone with its own seed and work budget (``milp_search.solve_task``), so its
-answer does not depend on which process runs it or on how many run beside it. Only a
+runs alone with its own seed and work budget (``milp_search.solve_task``,
+``marabou_worker.solve_task``), so its answer does not depend on which process runs it
+or on how many run beside it. Only a
 ``Budget.seconds`` safety net can end a search differently, and a row it cuts is
 flagged whatever the number of processes.
 """

@@ -2,7 +2,7 @@
 
 Owns: ``MarabouVerifier`` (tasks from the torch side, the process pool, the
 confirmation of Marabou's UNSAT answers, the radius schedule, the results); may import:
-torch, the standard library, ``dalv.models``, ``dalv.verify.{budget, network,
+torch, the standard library, ``dalv.models``, ``dalv.verify.{budget, cores, network,
 property, query, results, task, verifier, marabou_query, marabou_worker, bab}``,
 ``maraboupy`` (only to check that it is installed).
 
@@ -34,6 +34,7 @@ that made a claim.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection as mp_connection
@@ -46,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from dalv.models import model_dtype
+from dalv.verify import cores
 from dalv.verify.bab import LirpaVerifier
 from dalv.verify.budget import Budget
 from dalv.verify.marabou_worker import MarabouOutcome, solve_task
@@ -78,7 +80,10 @@ class MarabouVerifier(Verifier):
     prove nor refute within ``confirm_work`` subdomains ends as "unknown".
 
     Args:
-        workers: solver processes (``None``: ``min(B, cpu count)``; 1: one at a time).
+        workers: solver processes (``None``: ``min(B, cpu count)``, or, in a grid
+            that runs one cell per core, one plus the idle cores it lends,
+            ``dalv.verify.cores``; 1: one at a time). Their number never changes an
+            answer under a work budget.
         confirm_work: subdomains the confirmation of one UNSAT answer may bound.
     """
 
@@ -104,8 +109,19 @@ class MarabouVerifier(Verifier):
             hint = "the marabou backend needs maraboupy: pip install maraboupy"
             raise ImportError(hint) from err
         runs = _Runs(query, deadline, t0)
-        cap = (os.cpu_count() or 1) if self.workers is None else self.workers
-        n_workers = max(1, min(cap, len(runs.rows)))
+        with contextlib.ExitStack() as lent:
+            if self.workers is None and cores.lending():
+                # a grid already runs a cell per core: only its idle cores are free
+                extra = lent.enter_context(cores.borrowed(len(runs.rows) - 1))
+                n_workers = 1 + extra
+            else:
+                cap = (os.cpu_count() or 1) if self.workers is None else self.workers
+                n_workers = max(1, min(cap, len(runs.rows)))
+            return self._solve(runs, n_workers, deadline)
+
+    def _solve(
+        self, runs: _Runs, n_workers: int, deadline: float | None
+    ) -> list[SearchResult]:
         with _Workers(n_workers, killable=deadline is not None) as workers:
             pending = list(range(len(runs.rows)))
             while pending:
