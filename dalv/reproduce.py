@@ -325,9 +325,10 @@ def run_cells(
         progress: a tqdm bar over cells (local).
         slurm: extra submitit parameters, e.g. ``{"partition": "gpu", "account": "lab",
             "gpus_per_node": 1, "timeout_min": 600}`` (see ``slurm_parameters``).
-        lend: (local, ``jobs > 1``) once fewer cells are left than processes, lend
-            the idle cores to the running cells' exact solvers (``dalv.verify.cores``;
-            it changes how fast they run, not what they compute).
+        lend: (local, ``jobs > 1``) lend the cores no running cell holds (fewer
+            cells left than processes) to the running cells' MILP and Marabou
+            searches (``dalv.verify.cores``; it changes how fast they run, not what
+            they compute).
     """
     if executor not in EXECUTORS:
         raise ValueError(
@@ -354,14 +355,8 @@ def run_cells(
             bar.update()
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        idle = _IdleCores(ctx.Semaphore(0), jobs, len(todo))
-        init, args = (cores.lend, (idle.spare,)) if lend else (None, ())
-        with ProcessPoolExecutor(
-            idle.processes, mp_context=ctx, initializer=init, initargs=args
-        ) as pool:
+        pool, idle = _local_pool(jobs, len(todo), lend)
+        with pool:
             futs = {
                 pool.submit(run_cell, replace(c, threads=c.threads or threads)): c
                 for c in todo
@@ -373,23 +368,44 @@ def run_cells(
     bar.close()
 
 
+def _local_pool(
+    jobs: int, cells: int, lend: bool
+) -> tuple[ProcessPoolExecutor, _IdleCores]:
+    """The grid's spawned processes (each started with the idle-core semaphore when
+    ``lend``) and their count of idle cores."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    idle = _IdleCores(ctx.Semaphore(0), jobs, cells)
+    init, args = (cores.lend, (idle.spare,)) if lend else (None, ())
+    pool = ProcessPoolExecutor(
+        idle.processes, mp_context=ctx, initializer=init, initargs=args
+    )
+    return pool, idle
+
+
 class _IdleCores:
     """The grid's count of idle cores, kept as tokens in ``spare`` (a semaphore its
     processes share; ``dalv.verify.cores`` borrows them for the solvers of the cells
-    still running): the cores no process needs at the start (``jobs`` beyond the
-    number of cells), then one more each time a cell ends with no cell left to take
-    its process."""
+    still running): of the ``min(jobs, cores)`` cores the grid may use, those no
+    running cell holds, so none at first unless ``jobs`` exceeds the cells, then one
+    more each time a cell ends with none left to take its process."""
 
-    def __init__(self, spare, jobs: int, cells: int) -> None:
-        self.spare, self.left = spare, cells
+    def __init__(self, spare, jobs: int, cells: int, cores: int | None = None) -> None:
+        self.spare, self.left, self.given = spare, cells, 0
         self.processes = max(1, min(jobs, cells))
-        for _ in range(jobs - self.processes):
-            spare.release()
+        self.usable = min(jobs, cores or os.cpu_count() or 1)
+        self._settle()
+
+    def _settle(self) -> None:
+        idle = max(0, self.usable - min(self.left, self.processes))
+        while self.given < idle:
+            self.spare.release()
+            self.given += 1
 
     def cell_done(self) -> None:
         self.left -= 1
-        if self.left < self.processes:
-            self.spare.release()
+        self._settle()
 
 
 _GENERIC_SUBMITIT = (

@@ -61,17 +61,19 @@ class _Tokens:
 
 
 @pytest.mark.parametrize(
-    ("jobs", "cells", "start", "after_each"),
+    ("jobs", "cells", "n_cores", "start", "after_each"),
     [
-        (2, 5, 0, [0, 0, 0, 1, 2]),  # the last cell runs alone: one core idle
-        (4, 2, 2, [3, 4]),  # two processes never start
-        (1, 3, 0, [0, 0, 1]),
-        (3, 1, 2, [3]),
+        (2, 5, 2, 0, [0, 0, 0, 1, 2]),  # the last cell runs alone: one core idle
+        (4, 2, 4, 2, [3, 4]),  # two processes never start
+        (1, 3, 2, 0, [0, 0, 1]),
+        (3, 1, 4, 2, [3]),
+        (8, 2, 2, 0, [1, 2]),  # more processes asked than cores: no phantom cores
+        (2, 3, 8, 0, [0, 1, 2]),  # cores the grid was not given are not lent
     ],
 )
-def test_a_grid_counts_its_idle_cores(jobs, cells, start, after_each):
+def test_a_grid_counts_its_idle_cores(jobs, cells, n_cores, start, after_each):
     tokens = _Tokens()
-    idle = rp._IdleCores(tokens, jobs, cells)
+    idle = rp._IdleCores(tokens, jobs, cells, n_cores)
     assert idle.processes == min(jobs, cells) and tokens.n == start
     seen = []
     for _ in range(cells):
@@ -80,9 +82,12 @@ def test_a_grid_counts_its_idle_cores(jobs, cells, start, after_each):
     assert seen == after_each
 
 
-def test_lent_cores_change_no_answer(lent, trained_mlp, digits, monkeypatch):
+def test_lent_cores_change_no_answer(
+    lent, trained_mlp, digits, monkeypatch, one_thread
+):
     """The same rows with and without three lent cores: every status, example and
-    count is the same; with them, the batch ran in four processes."""
+    count is the same; with them, the batch ran in four processes (and with two torch
+    threads here it would not borrow: its workers compute with one)."""
     used = []
     solve = milp_mod._solve
     monkeypatch.setattr(
@@ -109,6 +114,9 @@ def test_lent_cores_change_no_answer(lent, trained_mlp, digits, monkeypatch):
     # a verifier asked for its own number of processes does not borrow
     MilpVerifier(workers=2).find_batch(*args, **kw)
     assert used[-1] == 2
+    torch.set_num_threads(2)
+    MilpVerifier().find_batch(*args, **kw)
+    assert used[-1] == 1 and _value(spare) == 3
 
 
 def test_marabou_in_a_grid_borrows_instead_of_taking_every_core(lent, monkeypatch):
@@ -139,3 +147,14 @@ def test_marabou_in_a_grid_borrows_instead_of_taking_every_core(lent, monkeypatc
         assert a.status == b.status
         assert torch.equal(a.counterexamples, b.counterexamples)
     assert any(r.status == "sat" for r in one)
+
+
+@pytest.mark.parametrize("lend", [True, False])
+def test_a_grids_spawned_processes_borrow_from_its_semaphore(lend):
+    """The pool run_cells uses: its spawned processes hold the grid's semaphore (or
+    none, with lend=False), which starts with the cores no cell takes."""
+    pool, idle = rp._local_pool(2, 1, lend)
+    with pool:
+        assert pool.submit(cores.lending).result(timeout=120) is lend
+    assert idle.processes == 1
+    assert _value(idle.spare) == min(2, mp.cpu_count()) - 1

@@ -8,6 +8,8 @@ out (no counterexample) or a cell's centre or corner is a counterexample (one ex
 """
 
 import itertools
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -607,3 +609,32 @@ def test_solver_task_reads_the_classes_from_its_spec_rows(target):
         assert task.c1 == int(c1[b])
         assert task.rivals == prop.rivals(int(c1[b]), int(c2[b]), 5)
         assert len(task.layers) == 2  # merged on construction
+
+
+def test_a_highs_that_refuses_to_run_is_an_error_not_unknown():
+    """HiGHS keeps one thread pool per process: after an instance with the default
+    thread count has run, dalv's single-threaded one gets kError from every run().
+    The search says so instead of answering "unknown" everywhere (in a subprocess:
+    the state would stay in this one)."""
+    code = (
+        "import highspy, torch\n"
+        "from torch import nn\n"
+        "from dalv.verify import MilpVerifier\n"
+        "h = highspy.Highs(); h.setOptionValue('output_flag', False)\n"
+        "h.addVar(0, 1); h.run()\n"
+        "net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))\n"
+        "with torch.no_grad():\n"  # logits (x0, x1): the class flips at x0 = x1
+        "    for m in (net[0], net[2]):\n"
+        "        m.weight.copy_(torch.eye(2)); m.bias.zero_()\n"
+        "x = torch.tensor([0.6, 0.4])\n"
+        "try:\n"
+        "    v = MilpVerifier(pgd_starts=0, warm=False)\n"
+        "    print(v.find(net, x, 0.3, 1).status)\n"
+        "except RuntimeError as err:\n"
+        "    print('raised:', err)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert "raised: HiGHS refused to solve" in r.stdout, r.stdout + r.stderr
+    assert "'threads'" in r.stdout

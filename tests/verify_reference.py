@@ -250,18 +250,19 @@ def _lp(cost, G, h, lo, hi, counter: Counter):
 
 
 def _make_highs():
-    """One reusable HiGHS instance (highspy), or ``None`` without highspy: the same
-    solver as ``linprog(method="highs")``, without its per-call set-up (the sweeps
-    solve tens of thousands of tiny LPs)."""
+    """One reusable HiGHS instance (highspy), or ``None`` without highspy: the solver
+    ``linprog(method="highs")`` wraps (SciPy bundles its own copy), without its
+    per-call set-up (the sweeps solve tens of thousands of tiny LPs)."""
     try:
         import highspy  # noqa: PLC0415
     except ImportError:  # pragma: no cover - SciPy's HiGHS then
         return None
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    for k, v in _LP_OPTIONS.items():
-        h.setOptionValue(k, v)
-    return h
+    solver = getattr(highspy, "_Highs", highspy.Highs)()  # no banner
+    # threads=1 as dalv's own HiGHS: HiGHS keeps one thread pool per process and
+    # refuses to run an instance whose count differs from the first one's.
+    for k, v in {**_LP_OPTIONS, "output_flag": False, "threads": 1}.items():
+        solver.setOptionValue(k, v)
+    return solver
 
 
 _HIGHS = _make_highs()
@@ -285,7 +286,8 @@ def _highs_lp(cost, G, h, lo, hi):
     a.value_ = G.reshape(-1) if m else np.zeros(0)
     lp.a_matrix_ = a
     solver.passModel(lp)
-    solver.run()
+    if solver.run() == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS refused to run the reference's LP")
     status = solver.getModelStatus()
     if status == highspy.HighsModelStatus.kInfeasible:
         return None

@@ -6,9 +6,11 @@ solver's batch asks it for spare cores); may import: the standard library.
 A local grid runs one cell per process, ``jobs`` at a time. Near its end fewer cells
 are left than processes, and the cores of the finished ones sit idle while the last
 cells search for counterexamples. The grid (``dalv.reproduce.run_cells``) keeps one
-token per idle core in a semaphore that its worker processes share; a batch of
+token per idle core (of the ``min(jobs, cpu count)`` it may use) in a semaphore that
+its worker processes share; a batch of
 exact-solver searches (``MilpVerifier`` with ``workers=1``, ``MarabouVerifier`` with
-``workers=None``, which outside a grid takes every core) takes what tokens it can
+``workers=None``, which outside a grid takes every core; the MILP only while its
+process uses one torch thread, as its forked workers do) takes what tokens it can
 without waiting, runs that many extra solver processes, and gives them back when the
 batch ends.
 

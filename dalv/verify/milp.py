@@ -84,8 +84,10 @@ class MilpVerifier(Verifier):
         workers: processes (1: in process, the default, for experiment grids that
             already run one process per core, plus any idle cores such a grid lends
             near its end, ``dalv.verify.cores``; ``None``: ``min(B, cpu count)``).
-            Workers are forked and use one torch thread; their number never changes
-            an answer.
+            Workers are forked and use one torch thread. Cores are borrowed only
+            while this process uses one torch thread too (a grid's cells do), so the
+            bounds' float sums are the in-process ones; without ``Budget.seconds``
+            the number of workers then never changes an answer.
     """
 
     name: ClassVar[str] = "milp"
@@ -137,7 +139,8 @@ class MilpVerifier(Verifier):
         tasks = SolverTasks(query, "the milp backend", deadline).all()
         cap = (os.cpu_count() or 1) if self.workers is None else self.workers
         n_workers = max(1, min(cap, len(tasks)))
-        lent = n_workers == 1 and self.workers == 1
+        # borrow only where the workers compute as this process does (one thread)
+        lent = self.workers == 1 and torch.get_num_threads() == 1
         with cores.borrowed(len(tasks) - 1 if lent else 0) as extra:
             outcomes = _solve(tasks, cfg, n_workers + extra)
         C = query.spec()
@@ -160,6 +163,8 @@ def _solve(
 
 
 def _one_thread() -> None:
+    # (more threads in a forked child can deadlock: the parent's OpenMP pool is
+    # not fork-safe)
     torch.set_num_threads(1)
 
 

@@ -104,6 +104,22 @@ def _highs(seed: int, time_limit: float | None):
     return h
 
 
+def _run(h) -> None:
+    """``h.run()``, raising where HiGHS refuses to start (its status ``kError``)
+    instead of letting every query of the search end "unknown" without a word."""
+    import highspy  # noqa: PLC0415
+
+    if h.run() == highspy.HighsStatus.kError:
+        raise RuntimeError(
+            "HiGHS refused to solve (run() returned kError, model status "
+            f"{h.modelStatusToString(h.getModelStatus())!r}). A known cause: another "
+            "highspy.Highs in this process ran first with its default 'threads' "
+            "option; HiGHS keeps one thread pool per process and refuses a later "
+            "instance with a different count. dalv's runs single-threaded: call "
+            "setOptionValue('threads', 1) on the other instance before its first run."
+        )
+
+
 def _highs_time(h, time_limit: float | None) -> None:
     h.setOptionValue("time_limit", float("inf") if time_limit is None else time_limit)
 
@@ -220,7 +236,7 @@ class LpSession:
             _highs_time(h, time_limit)
             _highs_pass(h, A, row_lo, b, lo, hi)
             self._h, self._rows = h, (A.copy(), b.copy())
-        h.run()
+        _run(h)
         return _highs_answer(h, d, mip=False)
 
 
@@ -293,7 +309,7 @@ def solve_milp(
             p.margin_cols.size, p.margin_cols.astype(np.int32), p.margin_coef
         )
         h.setOptionValue("mip_max_improving_sols", 1)
-    h.run()
+    _run(h)
     return _highs_answer(h, p.n_x, mip=True)
 
 
@@ -358,7 +374,7 @@ def branch_lps(
             _highs_time(h, left)
         lo, hi = stack.pop()
         h.changeColsBounds(bins.size, bins, lo, hi)
-        h.run()
+        _run(h)
         lps += 1
         its += max(int(h.getInfo().simplex_iteration_count), 0)
         status = h.getModelStatus()
