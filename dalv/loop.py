@@ -29,6 +29,7 @@ import copy
 import json
 import logging
 import os
+import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -372,6 +373,39 @@ def _folder_threads(out: Path, old: dict) -> set[int]:
         return set()
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, str]:
+    """What a run's floats depend on besides its configuration and thread count.
+
+    Two CPUs can take different vector kernels and BLAS code paths for the same
+    operation, and libraries change their arithmetic between versions, so the same
+    seed can give rows that differ in the last bits, and training then carries the
+    difference on (a rerun of ``paper-mnist``'s seed 0 on another machine differed in
+    12 of 17 methods by at most 0.0011 AUBC where the configuration was unchanged:
+    ``reports/benchmarks/rerun_paper-mnist_seed0.txt``). Recorded in each run's
+    ``config.json``; not part of the configuration hash.
+    """
+    out = {
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
 def _check_folder(out: Path, spec: RunSpec) -> None:
     cfg_path = out / "config.json"
     threads = torch.get_num_threads()
@@ -381,6 +415,8 @@ def _check_folder(out: Path, spec: RunSpec) -> None:
         "dalv_version": __version__,
         # float sums in training depend on the thread count: one count per folder
         "threads": threads,
+        # and on the machine: the one that started the folder is kept
+        "machine": machine(),
     }
     if not cfg_path.exists():
         write_json(record, cfg_path)
@@ -409,6 +445,22 @@ def _check_folder(out: Path, spec: RunSpec) -> None:
             f"reproduce its rows. Call torch.set_num_threads({min(before)}) to read it "
             "back or extend it, or choose another folder"
         )
+    here = record["machine"]
+    if before:  # keep where the finished work was computed (None: not recorded)
+        there = record["machine"] = old.get("machine")
+        changed = sorted(
+            k for k in here if isinstance(there, dict) and there.get(k) != here[k]
+        )
+        if changed:
+            log.warning(
+                "%s was started on another machine (%s differ: %s there, %s here); "
+                "its finished cycles are read back as they are, but cycles computed "
+                "here may differ in the last bits from what that machine would give",
+                out,
+                ", ".join(changed),
+                ", ".join(str(there.get(k)) for k in changed),
+                ", ".join(str(here[k]) for k in changed),
+            )
     if (
         old != record
     ):  # more cycles than before, or a newer dalv: keep the record current

@@ -65,3 +65,30 @@ def test_an_empty_folder_takes_any_thread_count(tmp_path, digits, small_cfg, thr
     torch.set_num_threads(1)
     dalv.loop.run(method, digits, cfg, seed=0, out_dir=tmp_path, progress=False)
     assert json.loads((tmp_path / "config.json").read_text())["threads"] == 1
+
+
+def test_the_machine_is_recorded_and_kept_and_another_one_warned_of(
+    tmp_path, digits, small_cfg, threads, caplog
+):
+    """config.json records the machine that started the folder (not in the hash); a
+    resume elsewhere keeps that record, warns naming what differs, and reads the
+    finished rows back unchanged."""
+    cfg = small_cfg.replace(n_cycles=1)
+    method = dalv.methods.get("Random")
+    torch.set_num_threads(1)
+    first = dalv.loop.run(method, digits, cfg, seed=0, out_dir=tmp_path, progress=False)
+    record = json.loads((tmp_path / "config.json").read_text())
+    assert record["machine"] == dalv.loop.machine()
+    assert record["machine"]["torch"] == torch.__version__
+    assert record["machine"]["cpu"]
+    other = {**record["machine"], "cpu": "another CPU", "cpu_capability": "AVX512"}
+    (tmp_path / "config.json").write_text(json.dumps({**record, "machine": other}))
+    with caplog.at_level("WARNING", logger="dalv.loop"):
+        again = dalv.loop.run(
+            method, digits, cfg, seed=0, out_dir=tmp_path, progress=False
+        )
+    assert "another machine (cpu, cpu_capability differ" in caplog.text
+    assert "another CPU" in caplog.text
+    assert again["test_acc"].tolist() == first["test_acc"].tolist()
+    assert json.loads((tmp_path / "config.json").read_text())["machine"] == other
+    assert json.loads((tmp_path / "config.json").read_text())["hash"] == record["hash"]
